@@ -1,0 +1,248 @@
+"""The ``seawall`` command: run | keys | check-config | mock-upstream."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _load(path: str | None):  # type: ignore[no-untyped-def]
+    from seawall.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"seawall: invalid config: {'; '.join(exc.problems)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _config_arg(args: argparse.Namespace) -> str | None:
+    return args.config or os.environ.get("SEAWALL_CONFIG") or None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from seawall.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{len(exc.problems)} problem(s) in {args.file}", file=sys.stderr)
+        return 1
+    deployments = sum(len(m.deployments) for m in config.models)
+    print(f"{args.file}: OK ({len(config.models)} models, {deployments} deployments, "
+          f"{len(config.tiers)} tiers, {len(config.tenants)} tenants)")
+    return 0
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from seawall.edges.stores.sqlite import SqliteKeyStore
+
+    config = _load(_config_arg(args))
+    return config, SqliteKeyStore(config.store.sqlite_path)
+
+
+def create_key(config, store, tenant: str, tier: str | None, models: list[str] | None,  # type: ignore[no-untyped-def]
+               name: str | None = None) -> tuple[str, str, str]:
+    """Create a key; returns (key_id, key, tier). The plaintext key exists only in the return value."""
+    from seawall.auth.keys import KeyRecord, hash_key, new_key
+    from seawall.env import SystemRng
+
+    tier = tier or config.tenant_tier(tenant)
+    if tier is None:
+        raise ValueError(f"tenant '{tenant}' has no tier in the config; pass --tier")
+    config.criticality_of(tier)  # KeyError if unknown
+    key_id, key = new_key(SystemRng().token_hex)
+    store.insert(KeyRecord(key_id=key_id, key_hash=hash_key(key), tenant=tenant, tier=tier,
+                           models=frozenset(models) if models else None, created_at=time.time(),
+                           name=name))
+    return key_id, key, tier
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    config, store = _store(args)
+    if args.action == "create":
+        models = [m for m in (args.models or "").split(",") if m] or None
+        try:
+            key_id, key, tier = create_key(config, store, args.tenant, args.tier, models, args.name)
+        except (ValueError, KeyError) as exc:
+            print(f"seawall: {str(exc).strip(chr(39))}", file=sys.stderr)
+            return 2
+        if args.json:
+            print(json.dumps({"key_id": key_id, "key": key, "tenant": args.tenant, "tier": tier}))
+        else:
+            print(f"created key {key_id} for tenant {args.tenant} (tier {tier})")
+            print(f"  {key}")
+            print("  (shown once: only its hash is stored)")
+        return 0
+    if args.action == "list":
+        _, records = store.load_sync()
+        rows = [{"key_id": r.key_id, "tenant": r.tenant, "tier": r.tier,
+                 "models": sorted(r.models) if r.models else "*", "name": r.name,
+                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.created_at)),
+                 "revoked": r.revoked_at is not None} for r in records]
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            print(f"{'KEY ID':14} {'TENANT':20} {'TIER':12} {'STATE':8} MODELS")
+            for r in rows:
+                models = r["models"] if isinstance(r["models"], str) else ",".join(r["models"])
+                state = "revoked" if r["revoked"] else "active"
+                print(f"{r['key_id']:14} {r['tenant']:20} {r['tier']:12} {state:8} {models}")
+        return 0
+    if args.action == "revoke":
+        from seawall.auth.keys import split_key
+
+        key_id = split_key(args.key_id) or args.key_id
+        if store.revoke(key_id, time.time()):
+            print(f"revoked {key_id}")
+            return 0
+        print(f"seawall: no active key {key_id}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def ensure_demo_keys(config, store) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """On first start (no keys at all), one demo key per tier; returns (tier, tenant, key)."""
+    if store.count() > 0:
+        return []
+    out = []
+    for tier in config.tiers:
+        tenant = next((t.name for t in config.tenants if t.tier == tier.name), f"demo-{tier.name}")
+        _, key, _ = create_key(config, store, tenant, tier.name, None, name="demo")
+        out.append((tier.name, tenant, key))
+    return out
+
+
+def _banner(config, host: str, port: int, demo: list[tuple[str, str, str]]) -> None:  # type: ignore[no-untyped-def]
+    chat = next((m.name for m in config.models if m.kind == "chat"), config.models[0].name)
+    url = f"http://{host}:{port}"
+    print(f"seawall listening on {url} ({len(config.models)} models: "
+          f"{', '.join(m.name for m in config.models)})", flush=True)
+    if not demo:
+        print("keys: see `seawall keys list`; create one with `seawall keys create --tenant T --tier T`")
+        return
+    print("\nDemo keys (shown once; only hashes are stored):")
+    for tier, tenant, key in demo:
+        print(f"  {tier:12} {tenant:18} {key}")
+    key = demo[0][2]
+    print(f"""
+Try it:
+  curl {url}/v1/chat/completions -H 'Authorization: Bearer {key}' \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"model": "{chat}", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+  python -c "from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='{key}'); \\
+print(c.chat.completions.create(model='{chat}', messages=[{{'role': 'user', 'content': 'Hello'}}]).choices[0].message.content)"
+""", flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from seawall.config.stack import build_runtime
+    from seawall.edges.server import GatewayApp
+
+    logging.basicConfig(level=os.environ.get("SEAWALL_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = _load(_config_arg(args))
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    runtime = build_runtime(config)
+    demo = ensure_demo_keys(config, runtime.store) if not args.no_demo_keys else []
+    _banner(config, host, port, demo)
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover
+        loop = "asyncio"
+    server_config = uvicorn.Config(
+        GatewayApp(runtime), host=host, port=port, loop=loop, http="httptools", lifespan="on",
+        access_log=False, log_level=os.environ.get("SEAWALL_LOG_LEVEL", "warning").lower(),
+        timeout_keep_alive=30, backlog=4096, server_header=False, date_header=False,
+    )
+    uvicorn.Server(server_config).run()
+    return 0
+
+
+def cmd_mock(args: argparse.Namespace) -> int:
+    from seawall.mock.app import run_mock
+    from seawall.mock.config import MockConfig
+
+    values = {k: v for k, v in vars(args).items() if k in MockConfig.__dataclass_fields__ and v is not None}
+    try:
+        config = MockConfig.from_mapping(values)
+    except ValueError as exc:
+        print(f"seawall: invalid mock config: {exc}", file=sys.stderr)
+        return 2
+    run_mock(config, args.host, args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seawall", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway")
+    run.add_argument("--config", "-c", help="YAML config (default: $SEAWALL_CONFIG or the embedded default)")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.add_argument("--no-demo-keys", action="store_true", help="do not create demo keys on first start")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config file and list every problem")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+
+    keys = sub.add_parser("keys", help="create, list or revoke API keys")
+    keys.add_argument("--config", "-c")
+    ksub = keys.add_subparsers(dest="action", required=True)
+    create = ksub.add_parser("create")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--tier")
+    create.add_argument("--models", help="comma-separated model names (default: all)")
+    create.add_argument("--name")
+    create.add_argument("--json", action="store_true")
+    lst = ksub.add_parser("list")
+    lst.add_argument("--json", action="store_true")
+    revoke = ksub.add_parser("revoke")
+    revoke.add_argument("key_id", help="key id (or the whole key)")
+    for p in (create, lst, revoke):
+        p.add_argument("--config", "-c", default=argparse.SUPPRESS)
+    keys.set_defaults(func=cmd_keys)
+
+    mock = sub.add_parser("mock-upstream", help="run the simulated OpenAI-compatible upstream")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=8090)
+    mock.add_argument("--base-latency-s", dest="base_latency_s", type=float)
+    mock.add_argument("--first-token-delay-s", dest="first_token_delay_s", type=float)
+    mock.add_argument("--tokens-per-s", dest="tokens_per_s", type=float)
+    mock.add_argument("--completion-tokens", dest="completion_tokens", type=int)
+    mock.add_argument("--max-in-flight", dest="max_in_flight", type=int)
+    mock.add_argument("--error-rate", dest="error_rate", type=float)
+    mock.add_argument("--reset-rate", dest="reset_rate", type=float)
+    mock.add_argument("--stall-rate", dest="stall_rate", type=float)
+    mock.add_argument("--stall-s", dest="stall_s", type=float)
+    mock.add_argument("--seed", type=int)
+    mock.set_defaults(func=cmd_mock)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""The configuration schema: one YAML file, typed, units in every name.
+
+Validation collects every error with its path in the file (``models[2].deployments[0].base_url:
+not a URL``) so an operator fixes a file in one pass. Pydantic is used here, at load time only;
+the hot path uses msgspec (see docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from seawall.core.types import Criticality
+
+__all__ = [
+    "AuthSettings",
+    "Config",
+    "Deployment",
+    "Model",
+    "ServerSettings",
+    "StoreSettings",
+    "Tenant",
+    "Tier",
+    "TimeoutSettings",
+]
+
+_CRITICALITIES = Literal["critical_plus", "critical", "sheddable_plus", "sheddable"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not a URL (expected http:// or https:// with a host)")
+    return value.rstrip("/")
+
+
+class TimeoutSettings(_Strict):
+    connect_s: float = Field(5.0, gt=0, le=600)
+    read_s: float = Field(60.0, gt=0, le=3600, description="longest gap between two bytes")
+    total_s: float = Field(600.0, gt=0, le=7200)
+
+
+class Deployment(_Strict):
+    name: str | None = None
+    provider: Literal["openai", "mock"] = "openai"
+    base_url: str | None = None
+    model: str | None = Field(None, description="upstream model name; default: the public name")
+    api_key_env: str | None = Field(None, description="environment variable holding the secret")
+    timeouts: TimeoutSettings = TimeoutSettings()
+    max_connections: int = Field(256, ge=1, le=100_000)
+    mock: dict[str, Any] | None = Field(
+        None, description="in-process simulated upstream settings (seawall.mock.config.MockConfig)"
+    )
+
+    @field_validator("mock")
+    @classmethod
+    def _mock(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from seawall.mock.config import MockConfig
+
+            MockConfig.from_mapping(value)  # raises ValueError naming the field
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value)
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> Deployment:
+        if self.provider != "mock" and self.base_url is None:
+            raise ValueError(f"base_url is required for provider '{self.provider}'")
+        return self
+
+
+class Model(_Strict):
+    name: str = Field(min_length=1)
+    deployments: list[Deployment] = Field(min_length=1)
+    kind: Literal["chat", "embeddings"] = "chat"
+
+
+class Tier(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9_\-]+$")
+    criticality: _CRITICALITIES
+
+
+class Tenant(_Strict):
+    name: str = Field(min_length=1)
+    tier: str
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    default_timeout_s: float = Field(120.0, gt=0, le=3600)
+    max_timeout_s: float = Field(600.0, gt=0, le=7200)
+    admin_key_env: str | None = Field(None, description="env var with a key that may read /admin")
+
+
+class StoreSettings(_Strict):
+    sqlite_path: str = "./.seawall/seawall.db"
+    refresh_interval_s: float = Field(1.0, gt=0, le=60, description="key snapshot refresh period")
+
+
+class FailureThrottleSettings(_Strict):
+    """Per client address: after ``burst`` failed authentications, ``per_s`` more per second."""
+
+    burst: int = Field(20, ge=1)
+    per_s: float = Field(2.0, gt=0)
+    max_addresses: int = Field(100_000, ge=100)
+
+
+class AuthSettings(_Strict):
+    failure_throttle: FailureThrottleSettings = FailureThrottleSettings()
+    negative_cache_size: int = Field(100_000, ge=0)
+    negative_cache_ttl_s: float = Field(10.0, gt=0)
+    jwt: Any | None = Field(None, description="seawall.auth.jwt.JwtSettings")
+
+    @field_validator("jwt", mode="before")
+    @classmethod
+    def _jwt(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from seawall.auth.jwt import JwtSettings
+
+        return JwtSettings.model_validate(value)
+
+
+DEFAULT_TIERS = (
+    Tier(name="enterprise", criticality="critical_plus"),
+    Tier(name="api", criticality="critical"),
+    Tier(name="plus", criticality="sheddable_plus"),
+    Tier(name="free", criticality="sheddable"),
+)
+
+
+class Config(_Strict):
+    server: ServerSettings = ServerSettings()
+    store: StoreSettings = StoreSettings()
+    auth: AuthSettings = AuthSettings()
+    tiers: list[Tier] = Field(default_factory=lambda: list(DEFAULT_TIERS), min_length=1)
+    tenants: list[Tenant] = Field(default_factory=list)
+    models: list[Model] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> Config:
+        tier_names = [t.name for t in self.tiers]
+        problems = []
+        if len(set(tier_names)) != len(tier_names):
+            problems.append("tiers: names must be unique")
+        for i, tenant in enumerate(self.tenants):
+            if tenant.tier not in tier_names:
+                problems.append(f"tenants[{i}].tier: unknown tier '{tenant.tier}'")
+        names = [m.name for m in self.models]
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                problems.append(f"models[{i}].name: duplicate model '{name}'")
+        for i, model in enumerate(self.models):
+            dnames = [d.name for d in model.deployments if d.name]
+            if len(set(dnames)) != len(dnames):
+                problems.append(f"models[{i}].deployments: names must be unique")
+        if self.server.default_timeout_s > self.server.max_timeout_s:
+            problems.append("server.default_timeout_s: larger than server.max_timeout_s")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def criticality_of(self, tier: str) -> Criticality:
+        for t in self.tiers:
+            if t.name == tier:
+                return Criticality.parse(t.criticality)
+        raise KeyError(tier)
+
+    def tenant_tier(self, tenant: str) -> str | None:
+        for t in self.tenants:
+            if t.name == tenant:
+                return t.tier
+        return None
+
+    def deployment_name(self, model_index: int, deployment_index: int) -> str:
+        dep = self.models[model_index].deployments[deployment_index]
+        return dep.name or f"{self.models[model_index].name}#{deployment_index}"

@@ -1,0 +1,161 @@
+"""Building a running gateway from a :class:`Config`: stores, auth, upstreams and the policy stack.
+
+The default policy order (outermost first) and why each sits where it does:
+
+1. ``observe`` — first, so it sees every outcome including rejections by the layers below.
+2. ``auth``    — before anything spends work on a request: resolves the tenant and tier from
+                 headers alone, from memory, and throttles failed attempts per address.
+3. ``route``   — innermost: model -> deployment -> upstream edge; the body is parsed here first,
+                 so requests refused above never cost a JSON parse.
+
+Later layers (quota, admission, guards, retries) slot in between ``auth`` and ``route`` in the
+order documented in ../shared/DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from seawall.algorithms.gcra import KeyedGcra
+from seawall.auth.keys import KeyRefresher, NegativeCache
+from seawall.config.schema import Config
+from seawall.core.compose import Handler, compose
+from seawall.core.errors import Overloaded
+from seawall.core.types import Operation, Request, Response
+from seawall.edges.metrics import GatewayMetrics
+from seawall.edges.stores.sqlite import SqliteKeyStore
+from seawall.edges.upstream import OpenAIUpstream, UpstreamSettings
+from seawall.env import Clock, Rng, SystemClock, SystemRng
+from seawall.policies.auth import AuthPolicy
+from seawall.policies.observe import ObservePolicy
+from seawall.policies.route import Deployment, ModelGroup, Router
+
+__all__ = ["Runtime", "build_runtime"]
+
+log = logging.getLogger("seawall")
+
+
+@dataclass
+class Runtime:
+    """Everything a running gateway holds; the server edge reads ``handler`` and the state."""
+
+    config: Config
+    clock: Clock
+    rng: Rng
+    metrics: GatewayMetrics
+    store: SqliteKeyStore
+    keys: KeyRefresher
+    auth: AuthPolicy
+    router: Router = field(default_factory=lambda: Router({}))
+    handler: Handler = field(default_factory=lambda: _not_started)
+    upstreams: list[OpenAIUpstream] = field(default_factory=list)
+    _mocks: list[Any] = field(default_factory=list)
+    _background: list[Any] = field(default_factory=list)
+    started: bool = False
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        await self.keys.refresh(force=True)
+        self.keys.start()
+        self.router = Router(await self._groups())
+        jwt = self.auth.jwt
+        if jwt is not None and self.config.auth.jwt is not None and self.config.auth.jwt.jwks_url:
+            from seawall.edges.jwks import JwksRefresher
+
+            refresher = JwksRefresher(self.config.auth.jwt.jwks_url, jwt, session=None, clock=self.clock,
+                                      refresh_s=self.config.auth.jwt.jwks_refresh_s)
+            refresher.start()
+            self._background.append(refresher)
+        policies = [ObservePolicy(self.metrics, clock=self.clock), self.auth]
+        self.handler = compose(policies, self.router)
+        self.started = True
+
+    async def _groups(self) -> dict[str, ModelGroup]:
+        groups: dict[str, ModelGroup] = {}
+        for mi, model in enumerate(self.config.models):
+            deployments = []
+            for di, dep in enumerate(model.deployments):
+                name = self.config.deployment_name(mi, di)
+                base_url = dep.base_url
+                if dep.provider == "mock":
+                    base_url = await self._start_mock(dep.mock or {})
+                assert base_url is not None
+                api_key = os.environ.get(dep.api_key_env) if dep.api_key_env else None
+                upstream = OpenAIUpstream(UpstreamSettings(
+                    name=name, base_url=base_url, model=dep.model, api_key=api_key,
+                    connect_s=dep.timeouts.connect_s, read_s=dep.timeouts.read_s,
+                    total_s=dep.timeouts.total_s, max_connections=dep.max_connections,
+                ), clock=self.clock)
+                self.upstreams.append(upstream)
+                deployments.append(Deployment(name, upstream.send))
+            op = Operation.CHAT if model.kind == "chat" else Operation.EMBEDDINGS
+            groups[model.name] = ModelGroup(model.name, op, tuple(deployments))
+        return groups
+
+    async def _start_mock(self, settings: dict[str, Any]) -> str:
+        from seawall.mock.app import start_mock
+        from seawall.mock.config import MockConfig
+
+        runner, port = await start_mock(MockConfig.from_mapping(settings), host="127.0.0.1", port=0)
+        self._mocks.append(runner)
+        return f"http://127.0.0.1:{port}/v1"
+
+    async def stop(self) -> None:
+        await self.keys.stop()
+        for bg in self._background:
+            await bg.stop()
+        for upstream in self.upstreams:
+            await upstream.close()
+        for runner in self._mocks:
+            await runner.cleanup()
+        self.started = False
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready unless the gateway never loaded keys; a store outage is *degraded*, not failed."""
+        deps: dict[str, Any] = {"key_store": self.keys.state()}
+        for bg in self._background:
+            deps[getattr(bg, "name", "jwks")] = bg.state
+        statuses = [d.get("status") for d in deps.values()]
+        ready = self.started and self.keys.loaded
+        overall = "ok" if all(s == "ok" for s in statuses) else "degraded"
+        if not ready:
+            overall = "not_ready"
+        return ready, {"status": overall, "dependencies": deps}
+
+
+async def _not_started(request: Request) -> Response:
+    raise Overloaded("The gateway is starting.", reason="starting", retry_after_s=1.0)
+
+
+def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None = None) -> Runtime:
+    clock = clock or SystemClock()
+    rng = rng or SystemRng()
+    metrics = GatewayMetrics()
+    store = SqliteKeyStore(config.store.sqlite_path)
+    keys = KeyRefresher(store, config.criticality_of, clock=clock,
+                        interval_s=config.store.refresh_interval_s)
+    throttle_cfg = config.auth.failure_throttle
+    jwt = None
+    if config.auth.jwt is not None:
+        from seawall.auth.jwt import JwtVerifier
+
+        settings = config.auth.jwt
+        secret_env = settings.hs256_secret_env
+        secret = os.environ.get(secret_env, "").encode() if secret_env else None
+        tiers = {t.name: config.criticality_of(t.name) for t in config.tiers}
+        jwt = JwtVerifier(settings, tiers, secret=secret or None)
+    admin_env = config.server.admin_key_env
+    auth = AuthPolicy(
+        keys, clock=clock,
+        failure_throttle=KeyedGcra(throttle_cfg.per_s, throttle_cfg.burst, throttle_cfg.max_addresses),
+        negative_cache=NegativeCache(config.auth.negative_cache_size, config.auth.negative_cache_ttl_s),
+        jwt=jwt, admin_key=os.environ.get(admin_env) if admin_env else None,
+        on_failure=metrics.auth_failure,
+    )
+    return Runtime(config=config, clock=clock, rng=rng, metrics=metrics, store=store, keys=keys, auth=auth)
+
+

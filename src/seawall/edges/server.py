@@ -1,0 +1,301 @@
+"""The server edge: a raw ASGI application (no framework on the hot path).
+
+It owns everything HTTP: routing by path, the body size limit (checked against
+``content-length`` before reading, and again while reading), request ids, the absolute deadline,
+content types, rendering errors in the client's API format, SSE framing, and cancellation: a task
+watches for the client going away and cancels the request, which closes the upstream connection.
+Any exception that is not a :class:`GatewayError` is logged here and answered with a plain 500 in
+the API's format; a stack trace never reaches a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from seawall.core.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from seawall.core.types import Operation, Payload, Request, Response
+from seawall.edges.metrics import CONTENT_TYPE_LATEST
+from seawall.providers import openai
+
+if TYPE_CHECKING:
+    from seawall.config.stack import Runtime
+
+__all__ = ["GatewayApp", "error_headers"]
+
+log = logging.getLogger("seawall.server")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+MAX_RETRY_AFTER_S = 60.0  # the official SDKs ignore longer hints and fall back to their own backoff
+_JSON_CT = (b"content-type", b"application/json")
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class _Route:
+    __slots__ = ("method", "operation", "parse")
+
+    def __init__(self, method: str, operation: Operation | None,
+                 parse: Callable[[bytes], Payload] | None) -> None:
+        self.method = method
+        self.operation = operation
+        self.parse = parse
+
+
+def error_headers(err: GatewayError) -> list[tuple[bytes, bytes]]:
+    """``retry-after``/``retry-after-ms``, ``x-should-retry`` and the reason, for any API format."""
+    headers = [(b"x-seawall-reason", err.reason.encode("latin-1", "replace"))]
+    if err.retry_after_s is not None:
+        wait_s = min(max(err.retry_after_s, 0.001), MAX_RETRY_AFTER_S)
+        headers.append((b"retry-after", str(max(1, math.ceil(wait_s))).encode()))
+        headers.append((b"retry-after-ms", str(max(1, round(wait_s * 1000))).encode()))
+    if err.should_retry is not None:
+        headers.append((b"x-should-retry", b"true" if err.should_retry else b"false"))
+    return headers
+
+
+class GatewayApp:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.max_body_bytes = runtime.config.server.max_body_bytes
+        self.default_timeout_s = runtime.config.server.default_timeout_s
+        self.max_timeout_s = runtime.config.server.max_timeout_s
+        self.clock = runtime.clock
+        self._prefix = os.urandom(4).hex()
+        self._seq = itertools.count(1)
+        self.routes: dict[str, _Route] = {
+            "/v1/chat/completions": _Route("POST", Operation.CHAT, openai.parse_chat),
+            "/v1/embeddings": _Route("POST", Operation.EMBEDDINGS, openai.parse_embeddings),
+            "/v1/models": _Route("GET", None, None),
+            "/healthz": _Route("GET", None, None),
+            "/readyz": _Route("GET", None, None),
+            "/metrics": _Route("GET", None, None),
+        }
+
+    # -- ASGI entry -------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:
+                    log.error("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _request_id(self, headers: dict[str, str]) -> str:
+        given = headers.get("x-request-id")
+        if given and len(given) <= 128 and all(c in _ID_CHARS for c in given):
+            return given
+        return f"req_{self._prefix}{next(self._seq):x}"
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = self._request_id(headers)
+        route = self.routes.get(scope["path"])
+        try:
+            if route is None:
+                raise GatewayError(f"Unknown path '{scope['path'][:200]}'.", status=404,
+                                   code="unknown_url")
+            if scope["method"] != route.method:
+                raise GatewayError(f"Method {scope['method']} is not allowed on {scope['path']}; "
+                                   f"use {route.method}.", status=405, code="method_not_allowed")
+            if route.operation is None:
+                await self._plain(scope["path"], headers, scope, send, request_id)
+                return
+            await self._api(route, scope, headers, request_id, receive, send)
+        except GatewayError as err:
+            await self._send_error(send, err, request_id)
+        except _ClientGone:
+            return
+        except Exception:
+            log.exception("unhandled error on %s (request %s)", scope.get("path"), request_id)
+            await self._send_error(send, GatewayError("Internal gateway error."), request_id)
+
+    # -- API routes -------------------------------------------------------------------------
+    async def _api(self, route: _Route, scope: Scope, headers: dict[str, str], request_id: str,
+                   receive: Receive, send: Send) -> None:
+        received_at = self.clock.now()
+        _check_content_type(headers)
+        body = await self._read_body(receive, headers)
+        assert route.operation is not None
+        request = Request(
+            id=request_id, api="openai", operation=route.operation, raw=body, headers=headers,
+            client_addr=_client_addr(scope), received_at=received_at,
+            deadline=received_at + self._timeout_s(headers), parse=route.parse,
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        state = {"finished": False, "gone": False}
+
+        async def watch() -> None:
+            message = await receive()
+            while message["type"] != "http.disconnect":
+                message = await receive()
+            if not state["finished"]:
+                state["gone"] = True
+                task.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            response = await self.runtime.handler(request)
+            if response.stream is None:
+                await self._send_body(send, response, request_id)
+            else:
+                await self._send_stream(send, response, request_id)
+        except GatewayError as err:
+            await self._send_error(send, err, request_id)
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise
+            task.uncancel()
+        finally:
+            state["finished"] = True
+            watcher.cancel()
+
+    def _timeout_s(self, headers: dict[str, str]) -> float:
+        value = headers.get("x-request-timeout") or headers.get("x-stainless-timeout")
+        if value is None:
+            return self.default_timeout_s
+        try:
+            timeout_s = float(value)
+        except ValueError:
+            raise InvalidRequest("'x-request-timeout' must be a number of seconds.",
+                                 param="x-request-timeout") from None
+        if not timeout_s > 0 or math.isinf(timeout_s):
+            raise InvalidRequest("'x-request-timeout' must be positive.", param="x-request-timeout")
+        return min(timeout_s, self.max_timeout_s)
+
+    async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
+        limit = self.max_body_bytes
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise InvalidRequest("Invalid content-length header.")
+            if int(length) > limit:
+                raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body"):
+            if len(body) > limit:
+                raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            part = message.get("body", b"")
+            size += len(part)
+            if size > limit:
+                raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+            chunks.append(part)
+        return b"".join(chunks)
+
+    # -- sending ----------------------------------------------------------------------------
+    async def _send_body(self, send: Send, response: Response, request_id: str) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        headers.append((b"x-request-id", request_id.encode()))
+        headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _send_stream(self, send: Send, response: Response, request_id: str) -> None:
+        assert response.stream is not None
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        headers.append((b"x-request-id", request_id.encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        stream = response.stream
+        try:
+            async for event in stream:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+        except GatewayError as err:
+            await send({"type": "http.response.body", "body": openai.error_event(err), "more_body": True})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("stream failed (request %s)", request_id)
+            err = GatewayError("Internal gateway error mid-stream.")
+            await send({"type": "http.response.body", "body": openai.error_event(err), "more_body": True})
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _send_error(self, send: Send, err: GatewayError, request_id: str) -> None:
+        body = openai.error_body(err)
+        headers = [_JSON_CT, (b"x-request-id", request_id.encode()),
+                   (b"content-length", str(len(body)).encode()), *error_headers(err)]
+        await send({"type": "http.response.start", "status": err.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _send_json(self, send: Send, status: int, body: bytes, request_id: str,
+                         content_type: bytes = b"application/json") -> None:
+        headers = [(b"content-type", content_type), (b"x-request-id", request_id.encode()),
+                   (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    # -- operational routes -----------------------------------------------------------------
+    async def _plain(self, path: str, headers: dict[str, str], scope: Scope, send: Send,
+                     request_id: str) -> None:
+        rt = self.runtime
+        if path == "/healthz":
+            await self._send_json(send, 200, b'{"status":"ok"}', request_id)
+        elif path == "/readyz":
+            ready, state = rt.readiness()
+            await self._send_json(send, 200 if ready else 503, msgspec.json.encode(state), request_id)
+        elif path == "/metrics":
+            await self._send_json(send, 200, rt.metrics.render(), request_id,
+                                  CONTENT_TYPE_LATEST.encode())
+        elif path == "/v1/models":
+            principal = rt.auth.authenticate(headers, _client_addr(scope))
+            data = [{"id": name, "object": "model", "created": 0, "owned_by": "seawall"}
+                    for name in rt.router.groups if principal.may_use(name)]
+            await self._send_json(send, 200, msgspec.json.encode({"object": "list", "data": data}),
+                                  request_id)
+
+
+def _client_addr(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _check_content_type(headers: dict[str, str]) -> None:
+    ctype = headers.get("content-type", "")
+    media = ctype.partition(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise GatewayError(
+            f"Content-Type must be application/json (got '{ctype[:100] or 'none'}').",
+            status=415, code="unsupported_media_type", reason="bad_content_type",
+        )

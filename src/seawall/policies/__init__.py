@@ -1,0 +1,1 @@
+"""One policy per file; each is an async ``(request, next) -> response`` callable."""
