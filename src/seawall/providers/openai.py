@@ -34,6 +34,8 @@ def _load_object(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest("Request body is empty; expected a JSON object.", code="invalid_json")
     try:
         body = _decode(raw)
+    except UnicodeDecodeError:
+        raise InvalidRequest("Request body is not valid UTF-8.", code="invalid_json") from None
     except msgspec.DecodeError as exc:
         detail = str(exc)
         if "UTF-8" in detail or "utf-8" in detail:

@@ -1,0 +1,1 @@
+"""Shared fixtures. Real processes on loopback live in tests/e2e/conftest.py."""
