@@ -177,11 +177,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_mock(args: argparse.Namespace) -> int:
     from seawall.mock.app import run_mock
-    from seawall.mock.config import MockConfig
+    from seawall.mock.args import mock_config_from_args
 
-    values = {k: v for k, v in vars(args).items() if k in MockConfig.__dataclass_fields__ and v is not None}
     try:
-        config = MockConfig.from_mapping(values)
+        config = mock_config_from_args(args)
     except ValueError as exc:
         print(f"seawall: invalid mock config: {exc}", file=sys.stderr)
         return 2
@@ -222,18 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=cmd_keys)
 
     mock = sub.add_parser("mock-upstream", help="run the simulated OpenAI-compatible upstream")
-    mock.add_argument("--host", default="127.0.0.1")
-    mock.add_argument("--port", type=int, default=8090)
-    mock.add_argument("--base-latency-s", dest="base_latency_s", type=float)
-    mock.add_argument("--first-token-delay-s", dest="first_token_delay_s", type=float)
-    mock.add_argument("--tokens-per-s", dest="tokens_per_s", type=float)
-    mock.add_argument("--completion-tokens", dest="completion_tokens", type=int)
-    mock.add_argument("--max-in-flight", dest="max_in_flight", type=int)
-    mock.add_argument("--error-rate", dest="error_rate", type=float)
-    mock.add_argument("--reset-rate", dest="reset_rate", type=float)
-    mock.add_argument("--stall-rate", dest="stall_rate", type=float)
-    mock.add_argument("--stall-s", dest="stall_s", type=float)
-    mock.add_argument("--seed", type=int)
+    from seawall.mock.args import add_mock_arguments
+
+    add_mock_arguments(mock)
     mock.set_defaults(func=cmd_mock)
     return parser
 
