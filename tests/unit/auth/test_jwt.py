@@ -296,12 +296,19 @@ def test_custom_claim_names_and_numeric_tenant(rsa_key: Any) -> None:
     v = verifier(public_keys=[pem(rsa_key)], tenant_claim="tid", tier_claim="plan", subject_claim="email")
     token = sign({"email": "a@x.io", "tid": 42, "plan": "enterprise", "exp": NOW + 60}, rsa_key, "RS256")
     p = v.verify(token, NOW)
-    assert (p.key_id, p.tenant, p.tier, p.criticality) == ("jwt:a@x.io", "42", "enterprise", Criticality.CRITICAL_PLUS)
+    assert (p.key_id, p.tenant, p.tier, p.criticality) == (
+        "jwt:a@x.io",
+        "42",
+        "enterprise",
+        Criticality.CRITICAL_PLUS,
+    )
 
 
 def test_tier_mapping_default_unknown_and_allowed(rsa_key: Any) -> None:
     strict = verifier(public_keys=[pem(rsa_key)])
-    assert rejected(strict, sign(claims(tier=None), rsa_key, "RS256")).message == "token is missing claim 'tier'"
+    assert (
+        rejected(strict, sign(claims(tier=None), rsa_key, "RS256")).message == "token is missing claim 'tier'"
+    )
     err = rejected(strict, sign(claims(tier="gold"), rsa_key, "RS256"))
     assert err.message == "token tier 'gold' is not a known tier" and err.reason == "jwt_unknown_tier"
 

@@ -1,0 +1,283 @@
+"""The mock's handler wired to its clock and RNG, in-process on loopback with a fake clock.
+
+The fake clock records every sleep and advances instantly, so these check the latency model's
+wiring (which waits happen, how long, how many chunks) in milliseconds of real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+from aiohttp import web
+
+from seawall.env import SystemRng
+from seawall.mock import MOCK_KEY, MockConfig, create_app, start_mock, upstream_of
+from seawall.providers import sse
+
+CHAT = "/v1/chat/completions"
+BODY = {"model": "mock-chat", "messages": [{"role": "user", "content": "hello"}]}
+
+
+class FakeClock:
+    """Advances by exactly what is slept; yields once so other tasks run."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+class GateClock(FakeClock):
+    """Like FakeClock, but every sleep blocks until ``gate`` is set: requests stay in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.sleeping = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeping.set()
+        await self.gate.wait()
+        await super().sleep(seconds)
+
+
+async def _start(config: MockConfig, clock: FakeClock) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    runner, port = await start_mock(config, clock=clock, rng=SystemRng(7))
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+            yield f"http://127.0.0.1:{port}", session
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def mock(clock: FakeClock) -> AsyncIterator[aiohttp.ClientSession]:
+    async with asyncio.timeout(10):
+        async for _, session in _start(MockConfig(), clock):
+            yield session
+
+
+def _events(raw: bytes) -> list[Any]:
+    splitter = sse.EventSplitter()
+    out = []
+    for framed in splitter.feed(raw):
+        data = sse.data_of(framed)
+        out.append(data if data == b"[DONE]" else msgspec.json.decode(data))
+    assert splitter.pending == b""
+    return out
+
+
+async def test_non_streaming_waits_the_whole_completion_once(
+    mock: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    raw = msgspec.json.encode(BODY)
+    async with mock.post(CHAT, data=raw) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert clock.sleeps == [pytest.approx(0.02 + 15 / 200)]
+    assert body["choices"][0]["message"]["content"] == " ".join(f"tok{i}" for i in range(16))
+    assert body["usage"]["completion_tokens"] == 16
+    assert body["usage"]["prompt_tokens"] == len(raw) // 4
+    assert body["created"] == int(clock.wall())
+
+
+async def test_streaming_paces_one_token_per_interval(mock: aiohttp.ClientSession, clock: FakeClock) -> None:
+    async with mock.post(CHAT, json={**BODY, "stream": True, "max_tokens": 4}) as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        events = _events(await resp.read())
+    assert clock.sleeps == [pytest.approx(0.02)] + [pytest.approx(0.005)] * 3
+    assert events[-1] == b"[DONE]"
+    chunks = events[:-1]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    pieces = [c["choices"][0]["delta"].get("content") for c in chunks[1:-1]]
+    assert pieces == ["tok0", " tok1", " tok2", " tok3"]
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}
+    assert all("usage" not in c for c in chunks)  # only sent when include_usage asks for it
+
+
+async def test_streaming_with_usage_ends_with_a_usage_chunk(mock: aiohttp.ClientSession) -> None:
+    body = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
+    async with mock.post(CHAT, json=body) as resp:
+        events = _events(await resp.read())
+    chunks = events[:-1]
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["completion_tokens"] == 16
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_stall_pauses_the_stream_after_the_configured_chunks(clock: FakeClock) -> None:
+    config = MockConfig(tokens_per_s=0.0, completion_tokens=6, stall_s=2.5, fault_after_chunks=2)
+    async with asyncio.timeout(10):
+        async for _, session in _start(config, clock):
+            body = {**BODY, "stream": True, "mock": {"fault": "stall"}}
+            async with session.post(CHAT, json=body) as resp:
+                events = _events(await resp.read())
+            stats = await (await session.get("/mock/stats")).json()
+    assert clock.sleeps == [pytest.approx(0.02), pytest.approx(2.5)]
+    assert len(events) == 1 + 6 + 1 + 1  # role, tokens, finish, [DONE]
+    assert stats["stalls"] == 1
+
+
+async def test_requests_beyond_capacity_get_429_with_retry_after() -> None:
+    clock = GateClock()
+    config = MockConfig(max_in_flight=1, tokens_per_s=0.0)
+    async with asyncio.timeout(10):
+        async for _, session in _start(config, clock):
+            first = asyncio.create_task(session.post(CHAT, json=BODY))
+            await clock.sleeping.wait()
+            async with session.post(CHAT, json=BODY) as rejected:
+                assert rejected.status == 429
+                assert rejected.headers["retry-after-ms"] == "20"
+                assert rejected.headers["retry-after"] == "1"
+                assert rejected.headers["x-ratelimit-remaining-requests"] == "0"
+                error = (await rejected.json())["error"]
+            clock.gate.set()
+            ok = await first
+            assert ok.status == 200
+            ok.release()
+            stats = await (await session.get("/mock/stats")).json()
+    assert error["code"] == "rate_limit_exceeded"
+    assert error["type"] == "rate_limit_error"
+    assert (stats["rejected_429"], stats["served"], stats["max_in_flight_seen"]) == (1, 1, 1)
+
+
+async def test_client_disconnect_cancels_the_handler_and_is_counted() -> None:
+    clock = GateClock()
+    async with asyncio.timeout(10):
+        async for url, session in _start(MockConfig(), clock):
+            async with aiohttp.ClientSession(url) as doomed:
+                pending = asyncio.create_task(doomed.post(CHAT, json=BODY))
+                await clock.sleeping.wait()
+                pending.cancel()
+            for _ in range(400):  # the server notices the disconnect on its next loop turns
+                stats = await (await session.get("/mock/stats")).json()
+                if stats["cancelled"]:
+                    break
+                await asyncio.sleep(0.005)
+    assert stats["cancelled"] == 1
+    assert stats["in_flight"] == 0
+    assert stats["served"] == 0
+
+
+async def test_seeded_error_rate_gives_a_reproducible_sequence(clock: FakeClock) -> None:
+    config = MockConfig(error_rate=0.5, tokens_per_s=0.0)
+    expected_rng = SystemRng(7)
+    expected = [500 if expected_rng.random() < 0.5 else 200 for _ in range(20)]
+    async with asyncio.timeout(10):
+        async for _, session in _start(config, clock):
+            statuses = []
+            for _ in range(20):
+                async with session.post(CHAT, json=BODY) as resp:
+                    statuses.append(resp.status)
+                    if resp.status == 500:
+                        assert (await resp.json())["error"]["type"] == "server_error"
+            stats = await (await session.get("/mock/stats")).json()
+    assert statuses == expected
+    assert stats["errors_500"] == expected.count(500)
+
+
+async def test_bad_requests_get_openai_400s(mock: aiohttp.ClientSession) -> None:
+    async with mock.post(CHAT, data=b"{not json") as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"]["code"] == "invalid_json"
+    async with mock.post(CHAT, json={**BODY, "mock": {"fault": "meteor"}}) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"]["param"] == "mock"
+    async with mock.post(CHAT, json=BODY, headers={"x-mock-latency-s": "slow"}) as resp:
+        assert resp.status == 400
+    async with mock.post("/v1/embeddings", json={"model": "e", "input": "x", "dimensions": 0}) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"]["param"] == "dimensions"
+    async with mock.get("/v1/nothing") as resp:
+        assert resp.status == 404
+    stats = await (await mock.get("/mock/stats")).json()
+    assert stats["invalid_400"] == 4
+    assert stats["by_path"]["/v1/nothing"] == 1
+
+
+async def test_latency_override_header_replaces_base_latency(
+    mock: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    async with mock.post(CHAT, json={**BODY, "max_tokens": 1}, headers={"x-mock-latency-s": "0.7"}) as resp:
+        assert resp.status == 200
+    assert clock.sleeps == [pytest.approx(0.7)]
+
+
+async def test_config_endpoint_validates_and_applies_changes(mock: aiohttp.ClientSession) -> None:
+    async with mock.post("/mock/config", json={"max_in_flight": 0, "base_latency_s": 0}) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["max_in_flight"] == 0
+    async with mock.post(CHAT, json=BODY) as resp:
+        assert resp.status == 429  # capacity zero rejects everything
+    async with mock.post("/mock/config", json={"max_inflight": 3}) as resp:
+        assert resp.status == 400
+        assert "unknown mock config field" in (await resp.json())["error"]["message"]
+    async with mock.post("/mock/config", json={"error_rate": 2}) as resp:
+        assert resp.status == 400
+    async with mock.post("/mock/config", data=b"[1]") as resp:
+        assert resp.status == 400
+    current = await (await mock.get("/mock/config")).json()
+    assert (current["max_in_flight"], current["error_rate"]) == (0, 0.0)
+    reset = await (await mock.post("/mock/reset-stats")).json()
+    assert reset["rejected_429"] == 0
+    assert reset["by_path"] == {}
+
+
+async def test_embeddings_and_models(mock: aiohttp.ClientSession) -> None:
+    body = {"model": "mock-embed", "input": ["a", "b", "a"], "dimensions": 5}
+    async with mock.post("/v1/embeddings", json=body) as resp:
+        out = await resp.json()
+    vectors = [d["embedding"] for d in out["data"]]
+    assert [len(v) for v in vectors] == [5, 5, 5]
+    assert vectors[0] == vectors[2] != vectors[1]
+    assert [d["index"] for d in out["data"]] == [0, 1, 2]
+    assert out["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+    models = await (await mock.get("/v1/models")).json()
+    assert [m["id"] for m in models["data"]] == ["mock-chat", "mock-embed"]
+
+
+async def test_create_app_serves_the_same_handler_through_an_app_runner(clock: FakeClock) -> None:
+    app = create_app(MockConfig(tokens_per_s=0.0), clock=clock)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with asyncio.timeout(10), aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}{CHAT}", json=BODY) as resp:
+                assert resp.status == 200
+    finally:
+        await runner.cleanup()
+    assert app[MOCK_KEY].stats.served == 1
+
+
+async def test_upstream_of_exposes_the_running_handler(clock: FakeClock) -> None:
+    runner, _ = await start_mock(MockConfig(), clock=clock)
+    try:
+        upstream = upstream_of(runner)
+        assert upstream.config == MockConfig()
+        assert upstream.stats.served == 0
+    finally:
+        await runner.cleanup()
