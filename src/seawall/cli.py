@@ -157,7 +157,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(_config_arg(args))
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
-    runtime = build_runtime(config)
+    try:
+        runtime = build_runtime(config)
+    except ValueError as exc:
+        print(f"seawall: invalid config: {exc}", file=sys.stderr)
+        return 2
     demo = ensure_demo_keys(config, runtime.store) if not args.no_demo_keys else []
     _banner(config, host, port, demo)
     try:

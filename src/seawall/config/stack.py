@@ -132,6 +132,8 @@ async def _not_started(request: Request) -> Response:
 
 
 def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None = None) -> Runtime:
+    """Assemble a runtime; ``ValueError`` if the environment does not complete the config (a secret
+    named by the config is unset, say)."""
     clock = clock or SystemClock()
     rng = rng or SystemRng()
     metrics = GatewayMetrics()
@@ -141,13 +143,11 @@ def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None
     throttle_cfg = config.auth.failure_throttle
     jwt = None
     if config.auth.jwt is not None:
-        from seawall.auth.jwt import JwtVerifier
+        from seawall.auth.jwt import JwtVerifier, load_hs256_secret
 
         settings = config.auth.jwt
-        secret_env = settings.hs256_secret_env
-        secret = os.environ.get(secret_env, "").encode() if secret_env else None
         tiers = {t.name: config.criticality_of(t.name) for t in config.tiers}
-        jwt = JwtVerifier(settings, tiers, secret=secret or None)
+        jwt = JwtVerifier(settings, tiers, secret=load_hs256_secret(settings, os.environ))
     admin_env = config.server.admin_key_env
     auth = AuthPolicy(
         keys, clock=clock,
