@@ -8,11 +8,16 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from seawall.config import Config
+    from seawall.edges.stores.sqlite import SqliteKeyStore
 
 __all__ = ["main"]
 
 
-def _load(path: str | None):  # type: ignore[no-untyped-def]
+def _load(path: str | None) -> Config:
     from seawall.config import ConfigError, load_config
 
     try:
@@ -42,14 +47,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _store(args: argparse.Namespace) -> tuple[Config, SqliteKeyStore]:
     from seawall.edges.stores.sqlite import SqliteKeyStore
 
     config = _load(_config_arg(args))
     return config, SqliteKeyStore(config.store.sqlite_path)
 
 
-def create_key(config, store, tenant: str, tier: str | None, models: list[str] | None,  # type: ignore[no-untyped-def]
+def create_key(config: Config, store: SqliteKeyStore, tenant: str, tier: str | None, models: list[str] | None,
                name: str | None = None) -> tuple[str, str, str]:
     """Create a key; returns (key_id, key, tier). The plaintext key exists only in the return value."""
     from seawall.auth.keys import KeyRecord, hash_key, new_key
@@ -84,18 +89,18 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return 0
     if args.action == "list":
         _, records = store.load_sync()
-        rows = [{"key_id": r.key_id, "tenant": r.tenant, "tier": r.tier,
-                 "models": sorted(r.models) if r.models else "*", "name": r.name,
-                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.created_at)),
-                 "revoked": r.revoked_at is not None} for r in records]
         if args.json:
-            print(json.dumps(rows))
+            print(json.dumps([{
+                "key_id": r.key_id, "tenant": r.tenant, "tier": r.tier,
+                "models": sorted(r.models) if r.models else "*", "name": r.name,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.created_at)),
+                "revoked": r.revoked_at is not None} for r in records]))
         else:
             print(f"{'KEY ID':14} {'TENANT':20} {'TIER':12} {'STATE':8} MODELS")
-            for r in rows:
-                models = r["models"] if isinstance(r["models"], str) else ",".join(r["models"])
-                state = "revoked" if r["revoked"] else "active"
-                print(f"{r['key_id']:14} {r['tenant']:20} {r['tier']:12} {state:8} {models}")
+            for r in records:
+                allowed = ",".join(sorted(r.models)) if r.models else "*"
+                state = "revoked" if r.revoked_at is not None else "active"
+                print(f"{r.key_id:14} {r.tenant:20} {r.tier:12} {state:8} {allowed}")
         return 0
     if args.action == "revoke":
         from seawall.auth.keys import split_key
@@ -109,7 +114,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 2
 
 
-def ensure_demo_keys(config, store) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def ensure_demo_keys(config: Config, store: SqliteKeyStore) -> list[tuple[str, str, str]]:
     """On first start (no keys at all), one demo key per tier; returns (tier, tenant, key)."""
     if store.count() > 0:
         return []
@@ -121,7 +126,7 @@ def ensure_demo_keys(config, store) -> list[tuple[str, str, str]]:  # type: igno
     return out
 
 
-def _banner(config, host: str, port: int, demo: list[tuple[str, str, str]]) -> None:  # type: ignore[no-untyped-def]
+def _banner(config: Config, host: str, port: int, demo: list[tuple[str, str, str]]) -> None:
     chat = next((m.name for m in config.models if m.kind == "chat"), config.models[0].name)
     url = f"http://{host}:{port}"
     print(f"seawall listening on {url} ({len(config.models)} models: "
@@ -140,7 +145,8 @@ Try it:
        -d '{{"model": "{chat}", "messages": [{{"role": "user", "content": "Hello"}}]}}'
 
   python -c "from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='{key}'); \\
-print(c.chat.completions.create(model='{chat}', messages=[{{'role': 'user', 'content': 'Hello'}}]).choices[0].message.content)"
+print(c.chat.completions.create(model='{chat}', \\
+messages=[{{'role': 'user', 'content': 'Hello'}}]).choices[0].message.content)"
 """, flush=True)
 
 

@@ -15,7 +15,8 @@ def e2e_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def mock(e2e_tmp: Path) -> Iterator[Proc]:
-    proc = start_mock(e2e_tmp, "--base-latency-s", "0.005", "--tokens-per-s", "2000", "--seed", "1", "--stall-s", "3")
+    proc = start_mock(e2e_tmp, "--base-latency-s", "0.005", "--tokens-per-s", "2000", "--seed", "1",
+                      "--stall-s", "3")
     yield proc
     proc.stop()
 

@@ -47,7 +47,7 @@ class Proc:
 
 def _start(cmd: list[str], url: str, log_path: Path, env: dict[str, str] | None = None,
            cwd: Path | None = None, ready_path: str = "/healthz", timeout_s: float = 20.0) -> Proc:
-    log = open(log_path, "wb")  # noqa: SIM115 - closed by the OS when the process exits
+    log = open(log_path, "wb")
     full_env = {**os.environ, **(env or {})}
     popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
                              stdin=subprocess.DEVNULL)

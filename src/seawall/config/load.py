@@ -53,7 +53,7 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 
 def _messages(exc: ValidationError) -> list[str]:
-    problems = []
+    problems: list[str] = []
     for err in exc.errors(include_url=False):
         msg = str(err["msg"]).removeprefix("Value error, ")
         loc = _path(tuple(err["loc"]))

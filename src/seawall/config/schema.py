@@ -52,7 +52,7 @@ class Deployment(_Strict):
     base_url: str | None = None
     model: str | None = Field(None, description="upstream model name; default: the public name")
     api_key_env: str | None = Field(None, description="environment variable holding the secret")
-    timeouts: TimeoutSettings = TimeoutSettings()
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     max_connections: int = Field(256, ge=1, le=100_000)
     mock: dict[str, Any] | None = Field(
         None, description="in-process simulated upstream settings (seawall.mock.config.MockConfig)"
@@ -118,7 +118,7 @@ class FailureThrottleSettings(_Strict):
 
 
 class AuthSettings(_Strict):
-    failure_throttle: FailureThrottleSettings = FailureThrottleSettings()
+    failure_throttle: FailureThrottleSettings = Field(default_factory=FailureThrottleSettings)
     negative_cache_size: int = Field(100_000, ge=0)
     negative_cache_ttl_s: float = Field(10.0, gt=0)
     jwt: Any | None = Field(None, description="seawall.auth.jwt.JwtSettings")
@@ -142,9 +142,9 @@ DEFAULT_TIERS = (
 
 
 class Config(_Strict):
-    server: ServerSettings = ServerSettings()
-    store: StoreSettings = StoreSettings()
-    auth: AuthSettings = AuthSettings()
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     tiers: list[Tier] = Field(default_factory=lambda: list(DEFAULT_TIERS), min_length=1)
     tenants: list[Tenant] = Field(default_factory=list)
     models: list[Model] = Field(min_length=1)

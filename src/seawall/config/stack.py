@@ -22,7 +22,7 @@ from typing import Any
 from seawall.algorithms.gcra import KeyedGcra
 from seawall.auth.keys import KeyRefresher, NegativeCache
 from seawall.config.schema import Config
-from seawall.core.compose import Handler, compose
+from seawall.core.compose import Handler, Policy, compose
 from seawall.core.errors import Overloaded
 from seawall.core.types import Operation, Request, Response
 from seawall.edges.metrics import GatewayMetrics
@@ -70,7 +70,7 @@ class Runtime:
                                       refresh_s=self.config.auth.jwt.jwks_refresh_s)
             refresher.start()
             self._background.append(refresher)
-        policies = [ObservePolicy(self.metrics, clock=self.clock), self.auth]
+        policies: list[Policy] = [ObservePolicy(self.metrics, clock=self.clock), self.auth]
         self.handler = compose(policies, self.router)
         self.started = True
 

@@ -244,8 +244,9 @@ class GatewayApp:
             raise
         except Exception:
             log.exception("stream failed (request %s)", request_id)
-            err = GatewayError("Internal gateway error mid-stream.")
-            await send({"type": "http.response.body", "body": openai.error_event(err), "more_body": True})
+            internal = GatewayError("Internal gateway error mid-stream.")
+            body = openai.error_event(internal)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:

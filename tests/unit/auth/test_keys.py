@@ -2,7 +2,15 @@ import asyncio
 
 import pytest
 
-from seawall.auth.keys import KeyRecord, KeyRefresher, KeySnapshot, NegativeCache, hash_key, new_key, split_key
+from seawall.auth.keys import (
+    KeyRecord,
+    KeyRefresher,
+    KeySnapshot,
+    NegativeCache,
+    hash_key,
+    new_key,
+    split_key,
+)
 from seawall.core.types import Criticality
 from seawall.testing import FakeClock, SeededRng
 

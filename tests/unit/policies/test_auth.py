@@ -1,7 +1,15 @@
 import pytest
 
 from seawall.algorithms.gcra import KeyedGcra
-from seawall.auth.keys import KeyRecord, KeyRefresher, KeySnapshot, NegativeCache, hash_key, new_key, split_key
+from seawall.auth.keys import (
+    KeyRecord,
+    KeyRefresher,
+    KeySnapshot,
+    NegativeCache,
+    hash_key,
+    new_key,
+    split_key,
+)
 from seawall.core.compose import compose
 from seawall.core.errors import AuthenticationFailed, RateLimited
 from seawall.core.types import Criticality, Response
