@@ -114,6 +114,27 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_usage(args: argparse.Namespace) -> int:
+    from seawall.edges.stores.sqlite_ledger import summarise
+
+    config = _load(_config_arg(args))
+    by = tuple(b for b in args.by.split(",") if b)
+    bad = [b for b in by if b not in ("tenant", "model", "tier", "day")]
+    if bad or not by:
+        print(f"seawall: --by takes tenant,model,tier,day (got {args.by!r})", file=sys.stderr)
+        return 2
+    since = time.time() - args.days * 86400 if args.days else None
+    rows = summarise(config.store.sqlite_path, by, since)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    header = [*by, "requests", "errors", "tokens_in", "tokens_out", "avg_latency_s"]
+    print("  ".join(f"{h:>14}" for h in header))
+    for row in rows:
+        print("  ".join(f"{row[h]!s:>14}" for h in header))
+    return 0
+
+
 def ensure_demo_keys(config: Config, store: SqliteKeyStore) -> list[tuple[str, str, str]]:
     """On first start (no keys at all), one demo key per tier; returns (tier, tenant, key)."""
     if store.count() > 0:
@@ -229,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (create, lst, revoke):
         p.add_argument("--config", "-c", default=argparse.SUPPRESS)
     keys.set_defaults(func=cmd_keys)
+
+    usage = sub.add_parser("usage", help="summarise the usage ledger")
+    usage.add_argument("--config", "-c")
+    usage.add_argument("--by", default="tenant,model,tier,day", help="grouping (tenant,model,tier,day)")
+    usage.add_argument("--days", type=float, help="only the last N days")
+    usage.add_argument("--json", action="store_true")
+    usage.set_defaults(func=cmd_usage)
 
     mock = sub.add_parser("mock-upstream", help="run the simulated OpenAI-compatible upstream")
     from seawall.mock.args import add_mock_arguments

@@ -227,3 +227,24 @@ def test_invalid_config_refuses_to_start_in_one_line(tmp_path):
     check = subprocess.run([sys.executable, "-m", "seawall", "check-config", str(path)], capture_output=True,
                            text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert check.returncode == 1 and "models[0].deployments[0].base_url: not a URL" in check.stdout
+
+
+def test_every_request_lands_in_the_ledger(gateway):
+    before = gateway.cli("usage", "-c", str(gateway.config_path), "--by", "tenant", "--json").stdout
+    import json
+
+    def count(text):
+        return sum(r["requests"] for r in json.loads(text) if r["tenant"] == "t-free")
+
+    n0 = count(before)
+    for _ in range(5):
+        assert post(gateway, GOOD, key="free").status_code == 200
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        after = gateway.cli("usage", "-c", str(gateway.config_path), "--by", "tenant", "--json").stdout
+        if count(after) >= n0 + 5:
+            break
+        time.sleep(0.1)
+    rows = [r for r in json.loads(after) if r["tenant"] == "t-free"]
+    assert count(after) == n0 + 5
+    assert rows[0]["tokens_out"] >= 10

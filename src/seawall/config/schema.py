@@ -107,6 +107,9 @@ class ServerSettings(_Strict):
 class StoreSettings(_Strict):
     sqlite_path: str = "./.seawall/seawall.db"
     refresh_interval_s: float = Field(1.0, gt=0, le=60, description="key snapshot refresh period")
+    ledger: bool = Field(True, description="record one usage row per request")
+    ledger_flush_interval_s: float = Field(0.5, gt=0, le=60)
+    ledger_spill_path: str = "./.seawall/ledger-spill.jsonl"
 
 
 class FailureThrottleSettings(_Strict):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +24,12 @@ from seawall.algorithms.gcra import KeyedGcra
 from seawall.auth.keys import KeyRefresher, NegativeCache
 from seawall.config.schema import Config
 from seawall.core.compose import Handler, Policy, compose
-from seawall.core.errors import Overloaded
+from seawall.core.errors import GatewayError, Overloaded
 from seawall.core.types import Operation, Request, Response
+from seawall.edges.ledger import Ledger, LedgerRecord
 from seawall.edges.metrics import GatewayMetrics
 from seawall.edges.stores.sqlite import SqliteKeyStore
+from seawall.edges.stores.sqlite_ledger import SqliteLedgerSink
 from seawall.edges.upstream import OpenAIUpstream, UpstreamSettings
 from seawall.env import Clock, Rng, SystemClock, SystemRng
 from seawall.policies.auth import AuthPolicy
@@ -52,6 +55,7 @@ class Runtime:
     router: Router = field(default_factory=lambda: Router({}))
     handler: Handler = field(default_factory=lambda: _not_started)
     upstreams: list[OpenAIUpstream] = field(default_factory=list)
+    ledger: Ledger | None = None
     _mocks: list[Any] = field(default_factory=list)
     _background: list[Any] = field(default_factory=list)
     started: bool = False
@@ -70,7 +74,12 @@ class Runtime:
                                       refresh_s=self.config.auth.jwt.jwks_refresh_s)
             refresher.start()
             self._background.append(refresher)
-        policies: list[Policy] = [ObservePolicy(self.metrics, clock=self.clock), self.auth]
+        on_finish = None
+        if self.ledger is not None:
+            self.ledger.start()
+            on_finish = ledger_recorder(self.ledger, self.clock)
+        observe = ObservePolicy(self.metrics, clock=self.clock, on_finish=on_finish)
+        policies: list[Policy] = [observe, self.auth]
         self.handler = compose(policies, self.router)
         self.started = True
 
@@ -112,11 +121,15 @@ class Runtime:
             await upstream.close()
         for runner in self._mocks:
             await runner.cleanup()
+        if self.ledger is not None:
+            await self.ledger.stop()
         self.started = False
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready unless the gateway never loaded keys; a store outage is *degraded*, not failed."""
         deps: dict[str, Any] = {"key_store": self.keys.state()}
+        if self.ledger is not None:
+            deps["ledger"] = self.ledger.state()
         for bg in self._background:
             deps[getattr(bg, "name", "jwks")] = bg.state
         statuses = [d.get("status") for d in deps.values()]
@@ -156,6 +169,33 @@ def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None
         jwt=jwt, admin_key=os.environ.get(admin_env) if admin_env else None,
         on_failure=metrics.auth_failure,
     )
-    return Runtime(config=config, clock=clock, rng=rng, metrics=metrics, store=store, keys=keys, auth=auth)
+    ledger = None
+    if config.store.ledger:
+        ledger = Ledger(SqliteLedgerSink(config.store.sqlite_path), config.store.ledger_spill_path,
+                        clock=clock, flush_interval_s=config.store.ledger_flush_interval_s)
+    return Runtime(config=config, clock=clock, rng=rng, metrics=metrics, store=store, keys=keys, auth=auth,
+                   ledger=ledger)
+
+
+def ledger_recorder(ledger: Ledger, clock: Clock) -> Callable[[Request, Response | None, int, str], None]:
+    """The observe policy's ``on_finish``: one ledger record per finished request."""
+
+    def record(request: Request, response: Response | None, status: int, reason: str) -> None:
+        p = request.ctx.principal
+        usage = response.usage if response is not None else None
+        try:
+            model: str | None = request.payload.model
+        except GatewayError:
+            model = None
+        ledger.record(LedgerRecord(
+            record_id=ledger.next_id(), ts=clock.wall(), request_id=request.id,
+            tenant=p.tenant if p else None, key_id=p.key_id if p else None, tier=p.tier if p else None,
+            model=model, deployments=",".join(request.ctx.deployments_tried),
+            tokens_in=usage.prompt_tokens if usage else 0, tokens_out=usage.completion_tokens if usage else 0,
+            latency_s=round(clock.now() - request.received_at, 6), ttft_s=request.ctx.ttft_s,
+            status=status, reason=reason,
+        ))
+
+    return record
 
 

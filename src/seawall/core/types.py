@@ -96,6 +96,7 @@ class RequestContext:
     deployments_tried: list[str] = field(default_factory=list)
     attempts: int = 0
     reason: str | None = None  # why it was shed or failed, for the ledger and metrics
+    ttft_s: float | None = None  # streams: seconds from receipt to the first event
 
 
 class Request:

@@ -4,8 +4,9 @@ Used by ``make run`` (embedded via :func:`start_mock`), by ``seawall mock-upstre
 (:func:`run_mock`), and by the tests and benchmarks as a stand-in provider.
 """
 
-from seawall.mock.app import MOCK_KEY, MockUpstream, create_app, run_mock, start_mock, upstream_of
+from seawall.mock.app import MOCK_KEY, create_app, run_mock, start_mock, upstream_of
 from seawall.mock.config import MockConfig
+from seawall.mock.handler import MockUpstream
 from seawall.mock.model import Fault
 from seawall.mock.stats import MockStats
 

@@ -56,8 +56,9 @@ class ObservePolicy:
         if response.stream is None:
             self._finish(request, response, response.status, "ok")
             return response
+        request.ctx.ttft_s = self.clock.now() - request.received_at
         if response.deployment is not None:
-            self.metrics.observe_ttft(response.deployment, self.clock.now() - request.received_at)
+            self.metrics.observe_ttft(response.deployment, request.ctx.ttft_s)
         response.stream = self._watch(request, response, response.stream)
         return response
 

@@ -1,0 +1,123 @@
+import asyncio
+
+import pytest
+
+from seawall.edges.ledger import Ledger, LedgerRecord
+from seawall.edges.stores.sqlite_ledger import SqliteLedgerSink, summarise
+from seawall.testing import FakeClock
+
+
+class FlakySink:
+    def __init__(self) -> None:
+        self.rows: dict[str, LedgerRecord] = {}
+        self.down = False
+        self.writes = 0
+
+    async def write(self, records):
+        if self.down:
+            raise ConnectionError("db down")
+        self.writes += 1
+        for r in records:
+            self.rows.setdefault(r.record_id, r)
+
+
+def _rec(ledger: Ledger, i: int, tenant: str = "acme") -> LedgerRecord:
+    return LedgerRecord(ledger.next_id(), 1_700_000_000.0 + i, f"req{i}", tenant, "k1", "free", "chat",
+                        "dep-a", 10, 5, 0.1, None, 200, "ok")
+
+
+async def test_flush_writes_batches(tmp_path):
+    sink = FlakySink()
+    ledger = Ledger(sink, tmp_path / "spill.jsonl", clock=FakeClock(), batch_size=10)
+    for i in range(25):
+        ledger.record(_rec(ledger, i))
+    await ledger.flush()
+    assert len(sink.rows) == 25 and sink.writes == 3 and ledger.pending == 0
+
+
+async def test_outage_spills_then_replays_without_loss_or_duplicates(tmp_path):
+    sink = FlakySink()
+    spill = tmp_path / "spill.jsonl"
+    ledger = Ledger(sink, spill, clock=FakeClock(), batch_size=7)
+    for i in range(10):
+        ledger.record(_rec(ledger, i))
+    await ledger.flush()
+    sink.down = True
+    for i in range(10, 40):
+        ledger.record(_rec(ledger, i))
+    await ledger.flush()
+    assert spill.exists() and ledger.state()["status"] == "degraded"
+    assert ledger.spilled == 30
+    for i in range(40, 45):
+        ledger.record(_rec(ledger, i))
+    await ledger.flush()  # still down: appended to the spill
+    sink.down = False
+    await ledger.flush()
+    assert not spill.exists()
+    assert sorted(int(r.request_id[3:]) for r in sink.rows.values()) == list(range(45))
+    assert ledger.state()["status"] == "ok"
+
+
+async def test_buffer_overflow_spills_instead_of_dropping(tmp_path):
+    sink = FlakySink()
+    ledger = Ledger(sink, tmp_path / "spill.jsonl", clock=FakeClock(), batch_size=10_000, max_buffer=100)
+    for i in range(250):
+        ledger.record(_rec(ledger, i))
+    assert ledger.pending < 100 and ledger.spilled > 0
+    await ledger.flush()
+    assert len(sink.rows) == 250
+
+
+async def test_torn_spill_line_is_skipped(tmp_path):
+    sink = FlakySink()
+    spill = tmp_path / "spill.jsonl"
+    ledger = Ledger(sink, spill, clock=FakeClock())
+    sink.down = True
+    ledger.record(_rec(ledger, 1))
+    await ledger.flush()
+    _append(spill, b'["half')  # a crash mid-append
+    sink.down = False
+    await ledger.flush()
+    assert len(sink.rows) == 1
+
+
+async def test_sqlite_sink_is_idempotent_and_summarises(tmp_path):
+    db = tmp_path / "l.db"
+    sink = SqliteLedgerSink(db)
+    ledger = Ledger(sink, tmp_path / "spill.jsonl", clock=FakeClock())
+    recs = [_rec(ledger, i, tenant="a" if i % 2 else "b") for i in range(10)]
+    await sink.write(recs)
+    await sink.write(recs[:5])  # a replay
+    assert sink.count() == 10
+    rows = summarise(db, ("tenant",))
+    assert [(r["tenant"], r["requests"], r["tokens_in"]) for r in rows] == [("a", 5, 50), ("b", 5, 50)]
+
+
+async def test_background_flusher_and_stop(tmp_path):
+    sink = FlakySink()
+    ledger = Ledger(sink, tmp_path / "spill.jsonl", clock=FakeClock(), flush_interval_s=0.01)
+    ledger.start()
+    ledger.record(_rec(ledger, 1))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if sink.rows:
+            break
+    assert len(sink.rows) == 1
+    ledger.record(_rec(ledger, 2))
+    await ledger.stop()
+    assert len(sink.rows) == 2
+
+
+@pytest.mark.parametrize("n", [0, 1])
+async def test_flush_with_nothing_is_harmless(tmp_path, n):
+    sink = FlakySink()
+    ledger = Ledger(sink, tmp_path / "spill.jsonl", clock=FakeClock())
+    for i in range(n):
+        ledger.record(_rec(ledger, i))
+    await ledger.flush()
+    assert len(sink.rows) == n
+
+
+def _append(path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
