@@ -201,6 +201,15 @@ async def test_invalid_json_is_an_openai_400(mock_url: str) -> None:
     assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_json")
 
 
+async def test_prompts_far_beyond_aiohttps_default_body_limit_are_accepted(mock_url: str) -> None:
+    body = {**BODY, "messages": [{"role": "user", "content": "y" * (5 * 1024 * 1024)}]}
+    async with asyncio.timeout(TEST_TIMEOUT_S), aiohttp.ClientSession(mock_url) as session:
+        async with session.post(CHAT, json=body) as resp:
+            assert resp.status == 200
+            usage = (await resp.json())["usage"]
+    assert usage["prompt_tokens"] > 5 * 1024 * 1024 // 4
+
+
 async def test_error_rate_from_config_answers_500(mock_url: str) -> None:
     async with asyncio.timeout(TEST_TIMEOUT_S), aiohttp.ClientSession(mock_url) as session:
         await _configure(session, error_rate=1.0)

@@ -13,6 +13,10 @@ import signal
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 
 from seawall.env import Clock, Rng
 from seawall.mock.config import MockConfig
@@ -22,6 +26,9 @@ __all__ = ["MOCK_KEY", "MockUpstream", "create_app", "run_mock", "start_mock", "
 
 _SHUTDOWN_TIMEOUT_S = 1.0  # in-flight streams are cut after this on shutdown
 _LISTEN_BACKLOG = 2048  # loopback benchmarks open hundreds of connections at once
+# aiohttp refuses bodies over 1 MiB by default; a provider takes far larger prompts, and the gateway
+# in front enforces its own limit, so the mock must not be the one that says 413.
+_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 MOCK_KEY = web.AppKey("seawall_mock", MockUpstream)
 
@@ -33,7 +40,7 @@ def create_app(config: MockConfig, *, clock: Clock | None = None, rng: Rng | Non
     :func:`start_mock` skips the application layer and is faster.
     """
     upstream = MockUpstream(config, clock=clock, rng=rng)
-    app = web.Application()
+    app = web.Application(client_max_size=_MAX_BODY_BYTES)
     app[MOCK_KEY] = upstream
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -54,7 +61,20 @@ async def start_mock(
     """Serve the mock inside the running loop; returns the runner (``await runner.cleanup()`` to
     stop) and the bound port (``port=0`` picks a free one)."""
     upstream = MockUpstream(config, clock=clock, rng=rng)
-    server = web.Server(upstream, handler_cancellation=True, access_log=None)
+    loop = asyncio.get_running_loop()
+
+    def make_request(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        return web.BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY_BYTES
+        )
+
+    server = web.Server(upstream, request_factory=make_request, handler_cancellation=True, access_log=None)
     runner = web.ServerRunner(server, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=_LISTEN_BACKLOG)
