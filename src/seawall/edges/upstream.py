@@ -201,6 +201,8 @@ class OpenAIUpstream:
                             response.usage = _usage(view.usage)
                             if not client_wants_usage and not view.choices:
                                 continue
+                    if not client_wants_usage:
+                        ev = ev.replace(b',"usage":null', b"")
                     if ev.startswith(b'data: {"error"'):
                         raise UpstreamError(
                             f"Upstream '{self.name}' failed mid-stream: {_error_message(ev)}",

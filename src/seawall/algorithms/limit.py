@@ -1,0 +1,387 @@
+"""Adaptive concurrency limits: find how much work an unknown upstream can take, and follow it.
+
+Why: a fixed concurrency cap is either too low (wasted capacity) or too high (the upstream queues,
+latency explodes, every tier times out together). These algorithms learn the limit from what the
+upstream does — latency rising above its no-load value, 429s — after Netflix concurrency-limits.
+
+Units. The limit and ``inflight`` are in *work units*: the caller decides what a request weighs
+(seawall counts estimated tokens; counting requests is weight 1). The algorithms only see numbers,
+so ``min_limit``, ``max_limit``, ``initial_limit`` and ``AimdLimit.increase_units`` must be in the
+caller's unit; the defaults suit counting requests. Every other knob is a unit-free ratio. ``rtt_s``
+should be a latency that does not scale with the request's own size (time to first token, or
+seconds per unit), or size noise will read as queueing.
+
+Samples. ``on_sample(now_s, rtt_s, inflight, dropped)`` is called once per finished request:
+``now_s`` monotonic seconds at completion, ``rtt_s`` its latency, ``inflight`` the work units in
+flight when it was admitted (itself included), ``dropped`` True for an upstream 429 or an overload
+timeout. Latency samples are aggregated over a window that closes once it holds ``window_samples``
+(default 10) successful samples *and* spans ``window_s`` (default 0.05 s): ten samples average out
+per-request noise, and 50 ms caps the update rate at 20/s however busy the upstream. Dropped samples
+are kept out of the latency average (a fast 429 would look like an idle upstream).
+
+Drops. Any drop cuts the limit at once by ``backoff_ratio`` (default 0.9), but at most once per
+window of ``max(window_s, smoothed rtt)`` and only for requests that *started after* the previous
+cut — TCP's once-per-round-trip rule — so a burst of 429s from work already in flight costs one cut,
+not a collapse to ``min_limit``. A window that saw a drop never grows the limit.
+
+App-limited. When the busiest sample of a window had less than half the limit in flight, the
+limit is not binding and latency says nothing about it: the limit holds (drops still cut it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+__all__ = ["AimdLimit", "Gradient2Limit", "LimitAlgorithm", "VegasLimit"]
+
+_SRTT_GAIN = 0.125  # RFC 6298's smoothing gain for the rtt that paces drop cuts
+
+
+class LimitAlgorithm(Protocol):
+    """What an admission policy needs: the current limit, and a way to feed it outcomes."""
+
+    @property
+    def limit(self) -> float:
+        """The current limit in work units, within ``[min_limit, max_limit]``."""
+        ...
+
+    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool) -> float:
+        """Record one finished request; return the (possibly new) limit."""
+        ...
+
+
+class _Window:
+    __slots__ = ("count", "dropped", "inflight_max", "rtt_min_s", "rtt_sum_s", "start_s")
+
+    def __init__(self, start_s: float) -> None:
+        self.start_s = start_s
+        self.count = 0
+        self.rtt_sum_s = 0.0
+        self.rtt_min_s = math.inf
+        self.inflight_max = 0.0
+        self.dropped = False
+
+    @property
+    def rtt_avg_s(self) -> float:
+        return self.rtt_sum_s / self.count
+
+
+class _WindowedLimit:
+    """Shared machinery: bounds, window aggregation, drop cuts. Subclasses implement ``_update``."""
+
+    __slots__ = (
+        "_backoff_at_s",
+        "_limit",
+        "_srtt_s",
+        "_window",
+        "backoff_ratio",
+        "max_limit",
+        "min_limit",
+        "window_s",
+        "window_samples",
+    )
+
+    def __init__(
+        self,
+        initial_limit: float,
+        min_limit: float,
+        max_limit: float,
+        backoff_ratio: float,
+        window_s: float,
+        window_samples: int,
+    ) -> None:
+        if not 0 < min_limit <= max_limit:
+            raise ValueError("need 0 < min_limit <= max_limit")
+        if not 0.0 < backoff_ratio < 1.0:
+            raise ValueError("backoff_ratio must be in (0, 1)")
+        if window_s < 0 or window_samples < 1:
+            raise ValueError("need window_s >= 0 and window_samples >= 1")
+        self.min_limit = min_limit
+        self.max_limit = max_limit
+        self.backoff_ratio = backoff_ratio
+        self.window_s = window_s
+        self.window_samples = window_samples
+        self._limit = self._clamp(initial_limit)
+        self._window: _Window | None = None
+        self._backoff_at_s = -math.inf
+        self._srtt_s = 0.0  # 0.0: no successful sample yet
+
+    @property
+    def limit(self) -> float:
+        return self._limit
+
+    def _clamp(self, value: float) -> float:
+        return min(self.max_limit, max(self.min_limit, value))
+
+    def _is_drop(self, rtt_s: float) -> bool:
+        """Hook: a successful sample that still counts as a drop (AIMD's timeout)."""
+        return False
+
+    def _update(self, now_s: float, window: _Window) -> float:
+        raise NotImplementedError
+
+    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool) -> float:
+        window = self._window
+        if window is None:
+            window = self._window = _Window(now_s)
+        if dropped or self._is_drop(rtt_s):
+            window.dropped = True
+            self._cut(now_s, rtt_s)
+            return self.limit
+        if not rtt_s > 0.0:  # zero, negative or NaN: a broken measurement, not a signal
+            return self.limit
+        self._srtt_s = rtt_s if self._srtt_s == 0.0 else self._srtt_s + _SRTT_GAIN * (rtt_s - self._srtt_s)
+        window.count += 1
+        window.rtt_sum_s += rtt_s
+        window.rtt_min_s = min(window.rtt_min_s, rtt_s)
+        window.inflight_max = max(window.inflight_max, inflight)
+        if window.count >= self.window_samples and now_s - window.start_s >= self.window_s:
+            self._window = None
+            if not window.dropped:
+                self._limit = self._clamp(self._update(now_s, window))
+        return self.limit
+
+    def _cut(self, now_s: float, rtt_s: float) -> None:
+        started_s = now_s - rtt_s if rtt_s > 0.0 else now_s
+        hold_s = max(self.window_s, self._srtt_s)
+        if started_s >= self._backoff_at_s and now_s >= self._backoff_at_s + hold_s:
+            self._limit = self._clamp(self._limit * self.backoff_ratio)
+            self._backoff_at_s = now_s
+
+    def _app_limited(self, window: _Window) -> bool:
+        return window.inflight_max < self._limit / 2
+
+
+class Gradient2Limit(_WindowedLimit):
+    """Netflix's Gradient2: grow while short-term latency stays near the long-term baseline.
+
+    Each window: ``gradient = clamp(tolerance * long_rtt / short_rtt, 0.5, 1.0)`` and
+    ``new = limit * gradient + queue_ratio * limit``, blended in by ``smoothing``. With no queueing
+    the gradient is 1 and the limit grows by ``smoothing * queue_ratio`` (1%) per window; once the
+    upstream queues, latency rises and the gradient pulls the limit back, at most halving it per
+    window. The equilibrium keeps ``short/long = tolerance / (1 - queue_ratio)`` (about 1.16 with the
+    defaults): a small, bounded standing queue at the upstream. ``queue_ratio`` replaces Netflix's
+    fixed queue of 4 requests, which means nothing once units are tokens.
+
+    ``short_rtt`` is the window's mean latency. ``long_rtt`` is an exponential average that rises
+    slowly (over ``long_window`` windows, default 200) and falls 10x faster when short < long, so it
+    drifts back to the no-load latency after a spell of queueing instead of normalising the queue.
+
+    Defaults: tolerance 1.1 (range >= 1; Netflix uses 1.5, which lets the upstream queue 50%
+    longer than baseline — too much when the gateway wants to hold the queue itself, by priority),
+    smoothing 0.2 (0, 1], queue_ratio 0.05 (0, 0.5].
+    """
+
+    __slots__ = ("_long_rtt_s", "long_window", "queue_ratio", "smoothing", "tolerance")
+
+    def __init__(
+        self,
+        *,
+        initial_limit: float = 20.0,
+        min_limit: float = 1.0,
+        max_limit: float = 1_000_000.0,
+        tolerance: float = 1.1,
+        smoothing: float = 0.2,
+        queue_ratio: float = 0.05,
+        long_window: int = 200,
+        backoff_ratio: float = 0.9,
+        window_s: float = 0.05,
+        window_samples: int = 10,
+    ) -> None:
+        super().__init__(initial_limit, min_limit, max_limit, backoff_ratio, window_s, window_samples)
+        if tolerance < 1.0 or not 0.0 < smoothing <= 1.0 or not 0.0 < queue_ratio <= 0.5:
+            raise ValueError("need tolerance >= 1, smoothing in (0, 1], queue_ratio in (0, 0.5]")
+        if long_window < 1:
+            raise ValueError("long_window must be >= 1")
+        self.tolerance = tolerance
+        self.smoothing = smoothing
+        self.queue_ratio = queue_ratio
+        self.long_window = long_window
+        self._long_rtt_s = 0.0
+
+    @property
+    def long_rtt_s(self) -> float:
+        """The learned baseline latency in seconds (0.0 before the first window)."""
+        return self._long_rtt_s
+
+    def _update(self, now_s: float, window: _Window) -> float:
+        short_s = window.rtt_avg_s
+        long_s = self._long_rtt_s
+        if long_s == 0.0:
+            long_s = short_s
+        else:
+            gain = 1.0 / self.long_window
+            if short_s < long_s:
+                gain = min(1.0, 10.0 * gain)
+            long_s += gain * (short_s - long_s)
+        self._long_rtt_s = long_s
+        limit = self._limit
+        if self._app_limited(window):
+            return limit
+        gradient = max(0.5, min(1.0, self.tolerance * long_s / short_s))
+        target = limit * gradient + self.queue_ratio * limit
+        return limit + self.smoothing * (target - limit)
+
+
+class VegasLimit(_WindowedLimit):
+    """TCP Vegas on latency: estimate the upstream's queue and keep it between alpha and beta.
+
+    ``queue = limit * (1 - rtt_noload / rtt)`` in work units, where ``rtt`` is the window's mean
+    latency and ``rtt_noload`` the lowest latency seen. Thresholds are fractions of the limit
+    (Netflix's ``log10(limit)`` is a few units, meaningless when units are tokens):
+
+    - queue <= alpha/3 (no queueing): grow by ``beta_ratio * limit`` — fast discovery from a low start;
+    - queue < alpha: grow by ``alpha_ratio/3 * limit``;
+    - queue > beta: shrink by half the excess over beta (at least ``alpha_ratio/3 * limit``), so a
+      capacity drop is followed in a few windows rather than Netflix's one unit per window;
+    - otherwise hold. In steady state ``limit ≈ capacity / (1 - queue/limit)``, 6–12% above it.
+
+    ``rtt_noload`` goes stale if the upstream gets slower at every load (a new model); then every
+    window would read as queueing and the limit would sink to ``min_limit``. So every
+    ``probe_interval`` windows (default 100) the limit drops to ``probe_ratio`` (0.5) of itself until
+    ``window_samples`` requests admitted under the lowered limit have finished, and their minimum
+    latency becomes the new ``rtt_noload`` (BBR's PROBE_RTT). A probe costs about one round trip at
+    half the limit. ``limit`` reports the lowered value while probing.
+
+    Defaults: alpha_ratio 0.06, beta_ratio 0.12 (0 < alpha < beta < 1), smoothing 1.0 (0, 1].
+    """
+
+    __slots__ = (
+        "_noload_s",
+        "_probe_min_s",
+        "_probe_samples",
+        "_probe_started_s",
+        "_windows_since_probe",
+        "alpha_ratio",
+        "beta_ratio",
+        "probe_interval",
+        "probe_ratio",
+        "smoothing",
+    )
+
+    def __init__(
+        self,
+        *,
+        initial_limit: float = 20.0,
+        min_limit: float = 1.0,
+        max_limit: float = 1_000_000.0,
+        alpha_ratio: float = 0.06,
+        beta_ratio: float = 0.12,
+        smoothing: float = 1.0,
+        probe_interval: int = 100,
+        probe_ratio: float = 0.5,
+        backoff_ratio: float = 0.9,
+        window_s: float = 0.05,
+        window_samples: int = 10,
+    ) -> None:
+        super().__init__(initial_limit, min_limit, max_limit, backoff_ratio, window_s, window_samples)
+        if not 0.0 < alpha_ratio < beta_ratio < 1.0 or not 0.0 < smoothing <= 1.0:
+            raise ValueError("need 0 < alpha_ratio < beta_ratio < 1 and smoothing in (0, 1]")
+        if probe_interval < 1 or not 0.0 < probe_ratio < 1.0:
+            raise ValueError("need probe_interval >= 1 and probe_ratio in (0, 1)")
+        self.alpha_ratio = alpha_ratio
+        self.beta_ratio = beta_ratio
+        self.smoothing = smoothing
+        self.probe_interval = probe_interval
+        self.probe_ratio = probe_ratio
+        self._noload_s = 0.0  # 0.0: not measured yet
+        self._windows_since_probe = 0
+        self._probe_started_s: float | None = None
+        self._probe_min_s = math.inf
+        self._probe_samples = 0
+
+    @property
+    def limit(self) -> float:
+        if self._probe_started_s is not None:
+            return max(self.min_limit, self._limit * self.probe_ratio)
+        return self._limit
+
+    @property
+    def rtt_noload_s(self) -> float:
+        """The latency the upstream shows with no queue, in seconds (0.0 before the first window)."""
+        return self._noload_s
+
+    @property
+    def probing(self) -> bool:
+        return self._probe_started_s is not None
+
+    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool) -> float:
+        started_at = self._probe_started_s
+        if started_at is None:
+            return super().on_sample(now_s, rtt_s, inflight, dropped)
+        if dropped:
+            self._cut(now_s, rtt_s)
+        elif rtt_s > 0.0 and now_s - rtt_s >= started_at:  # admitted under the lowered limit
+            self._probe_min_s = min(self._probe_min_s, rtt_s)
+            self._probe_samples += 1
+            if self._probe_samples >= self.window_samples:
+                self._noload_s = self._probe_min_s
+                self._probe_started_s = None
+                self._windows_since_probe = 0
+        return self.limit
+
+    def _update(self, now_s: float, window: _Window) -> float:
+        limit = self._limit
+        if self._noload_s == 0.0 or window.rtt_min_s < self._noload_s:
+            self._noload_s = window.rtt_min_s
+        self._windows_since_probe += 1
+        if self._windows_since_probe >= self.probe_interval:
+            self._probe_started_s = now_s
+            self._probe_min_s = math.inf
+            self._probe_samples = 0
+            return limit
+        if self._app_limited(window):
+            return limit
+        queue = limit * (1.0 - self._noload_s / window.rtt_avg_s)
+        step = self.alpha_ratio / 3.0 * limit
+        if queue <= step:
+            target = limit + self.beta_ratio * limit
+        elif queue < self.alpha_ratio * limit:
+            target = limit + step
+        elif queue > self.beta_ratio * limit:
+            target = limit - max(step, 0.5 * (queue - self.beta_ratio * limit))
+        else:
+            return limit
+        return limit + self.smoothing * (target - limit)
+
+
+class AimdLimit(_WindowedLimit):
+    """Additive increase, multiplicative decrease: the loss-based baseline, as in TCP Reno.
+
+    Grows by ``increase_units`` per window while the limit is in use (the busiest sample had at
+    least half of it in flight); shrinks by ``backoff_ratio`` (default 0.9) on a drop *or* a latency
+    above ``timeout_s`` (default 5 s), paced like every drop cut. It ignores latency below the
+    timeout, so it keeps the upstream queue as long as ``timeout_s`` allows: use it when latency is
+    too noisy to read, or as the reference the latency-based limits are measured against.
+    ``increase_units`` is in work units: about one typical request (default 1.0, for counting
+    requests; ~the mean token estimate when counting tokens).
+    """
+
+    __slots__ = ("increase_units", "timeout_s")
+
+    def __init__(
+        self,
+        *,
+        initial_limit: float = 20.0,
+        min_limit: float = 1.0,
+        max_limit: float = 1_000_000.0,
+        increase_units: float = 1.0,
+        timeout_s: float = 5.0,
+        backoff_ratio: float = 0.9,
+        window_s: float = 0.05,
+        window_samples: int = 10,
+    ) -> None:
+        super().__init__(initial_limit, min_limit, max_limit, backoff_ratio, window_s, window_samples)
+        if increase_units <= 0 or timeout_s <= 0:
+            raise ValueError("need increase_units > 0 and timeout_s > 0")
+        self.increase_units = increase_units
+        self.timeout_s = timeout_s
+
+    def _is_drop(self, rtt_s: float) -> bool:
+        return rtt_s > self.timeout_s
+
+    def _update(self, now_s: float, window: _Window) -> float:
+        if self._app_limited(window):
+            return self._limit
+        return self._limit + self.increase_units
