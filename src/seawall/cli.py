@@ -201,6 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         GatewayApp(runtime), host=host, port=port, loop=loop, http="httptools", lifespan="on",
         access_log=False, log_level=os.environ.get("SEAWALL_LOG_LEVEL", "warning").lower(),
         timeout_keep_alive=30, backlog=4096, server_header=False, date_header=False,
+        proxy_headers=False,
     )
     uvicorn.Server(server_config).run()
     return 0

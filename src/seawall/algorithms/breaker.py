@@ -36,7 +36,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from seawall.algorithms.outcome import Outcome, SlidingCounts
+from seawall.algorithms.outcome import Outcome
+from seawall.algorithms.window import SlidingCounts
 
 __all__ = ["BreakerState", "CircuitBreaker", "Permit"]
 

@@ -21,7 +21,7 @@ would compound the two layers. Pass the header's value as ``client_retry_count``
 
 from __future__ import annotations
 
-from seawall.algorithms.outcome import SlidingCounts
+from seawall.algorithms.window import SlidingCounts
 
 __all__ = ["RetryBudget"]
 
