@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seawall.algorithms.outcome import ERROR_KINDS, Outcome, SlidingCounts, classify
+from seawall.algorithms.outcome import ERROR_KINDS, Outcome, classify
+from seawall.algorithms.window import SlidingCounts
 
 
 @pytest.mark.parametrize(
