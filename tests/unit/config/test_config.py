@@ -70,3 +70,11 @@ def test_mock_settings_are_validated():
         parse_config({"models": [{"name": "a", "deployments": [{"provider": "mock",
                                                                  "mock": {"error_rate": 7}}]}]})
     assert "models[0].deployments[0].mock" in exc.value.problems[0]
+
+
+def test_shipped_example_config_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[3] / "docs" / "config.example.yaml"
+    config = load_config(example)
+    assert {m.name for m in config.models} >= {"sim-small", "gpt-4o-mini"}
