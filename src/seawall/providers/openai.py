@@ -29,7 +29,7 @@ _decode = msgspec.json.decode
 _encode = msgspec.json.encode
 
 
-def _load_object(raw: bytes) -> dict[str, Any]:
+def load_json_object(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise InvalidRequest("Request body is empty; expected a JSON object.", code="invalid_json")
     try:
@@ -103,7 +103,7 @@ def _check_messages(messages: Any) -> None:
 
 def parse_chat(raw: bytes) -> Payload:
     """Validate a chat completions body; raise :class:`InvalidRequest` naming the field."""
-    body = _load_object(raw)
+    body = load_json_object(raw)
     model = _model(body)
     _check_messages(body.get("messages"))
     stream = _opt_bool(body, "stream")
@@ -143,7 +143,7 @@ def parse_chat(raw: bytes) -> Payload:
 
 
 def parse_embeddings(raw: bytes) -> Payload:
-    body = _load_object(raw)
+    body = load_json_object(raw)
     model = _model(body)
     value = body.get("input")
     if isinstance(value, str):
