@@ -37,6 +37,8 @@ class GatewayError(Exception):
         reason: str | None = None,
         should_retry: bool | None = None,
         status: int | None = None,
+        upstream_status: int | None = None,
+        error_kind: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -48,6 +50,12 @@ class GatewayError(Exception):
         self.retry_after_s = retry_after_s
         self.reason = reason or self.code
         self.should_retry = should_retry
+        # For failures of an upstream attempt, what the response classifier reads
+        # (seawall.algorithms.outcome.classify): the upstream's HTTP status if a response head
+        # arrived, and the edge's error kind (connect, timeout, read, protocol) if it did not
+        # complete.
+        self.upstream_status = upstream_status
+        self.error_kind = error_kind
 
 
 class InvalidRequest(GatewayError):

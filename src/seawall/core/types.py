@@ -162,7 +162,7 @@ class Request:
 class Response:
     """What a handler returns: a complete body or an async stream of already-framed bytes."""
 
-    __slots__ = ("body", "deployment", "headers", "status", "stream", "usage")
+    __slots__ = ("body", "deployment", "headers", "headroom", "status", "stream", "usage")
 
     def __init__(
         self,
@@ -180,3 +180,5 @@ class Response:
         self.stream = stream
         self.usage = usage
         self.deployment = deployment
+        # Fraction (0..1) of the upstream's rate limit still left, from its rate-limit headers.
+        self.headroom: float | None = None
