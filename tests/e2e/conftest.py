@@ -23,6 +23,9 @@ def mock(e2e_tmp: Path) -> Iterator[Proc]:
 
 @pytest.fixture(scope="module")
 def gateway(e2e_tmp: Path, mock: Proc) -> Iterator[Gateway]:
-    gw = start_gateway(e2e_tmp, mock_config(mock.url))
+    # One attempt and a breaker that never opens: these tests check how each single upstream outcome
+    # is mapped; failover and breakers have their own tests.
+    resilience = {"max_attempts": 1, "breaker": {"consecutive_failures": 10_000, "min_requests": 10_000}}
+    gw = start_gateway(e2e_tmp, mock_config(mock.url, resilience=resilience))
     yield gw
     gw.stop()

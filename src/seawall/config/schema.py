@@ -48,12 +48,15 @@ class TimeoutSettings(_Strict):
 
 class Deployment(_Strict):
     name: str | None = None
-    provider: Literal["openai", "mock"] = "openai"
+    provider: Literal["openai", "anthropic", "mock"] = "openai"
     base_url: str | None = None
     model: str | None = Field(None, description="upstream model name; default: the public name")
     api_key_env: str | None = Field(None, description="environment variable holding the secret")
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     max_connections: int = Field(256, ge=1, le=100_000)
+    weight: float = Field(1.0, ge=0, description="relative share for weighted balancing")
+    priority: int = Field(0, ge=0, description="lower is preferred; higher tiers are fallbacks")
+    ttft_timeout_s: float | None = Field(None, gt=0, description="fail over if no first token by then")
     mock: dict[str, Any] | None = Field(
         None, description="in-process simulated upstream settings (seawall.mock.config.MockConfig)"
     )
@@ -83,6 +86,7 @@ class Model(_Strict):
     name: str = Field(min_length=1)
     deployments: list[Deployment] = Field(min_length=1)
     kind: Literal["chat", "embeddings"] = "chat"
+    balancing: Literal["weighted", "least_inflight", "latency"] = "latency"
 
 
 class Tier(_Strict):
@@ -136,6 +140,30 @@ class AuthSettings(_Strict):
         return JwtSettings.model_validate(value)
 
 
+class BreakerSettings(_Strict):
+    failure_rate_threshold: float = Field(0.5, gt=0, le=1)
+    min_requests: int = Field(20, ge=1)
+    consecutive_failures: int = Field(5, ge=1)
+    window_s: float = Field(10.0, gt=0)
+    open_s: float = Field(5.0, gt=0)
+    max_open_s: float = Field(60.0, gt=0)
+    half_open_max_probes: int = Field(1, ge=1)
+    probe_successes_to_close: int = Field(2, ge=1)
+
+
+class ResilienceSettings(_Strict):
+    """Failover: how many attempts, what retries may cost, when a deployment is taken out."""
+
+    max_attempts: int = Field(3, ge=1, le=10)
+    retry_budget_ratio: float = Field(0.2, ge=0, le=1, description="retries per request, over the window")
+    retry_min_per_s: float = Field(10.0, ge=0, description="retries always allowed per second")
+    retry_window_s: float = Field(10.0, gt=0)
+    backoff_base_s: float = Field(0.05, ge=0)
+    backoff_cap_s: float = Field(2.0, ge=0)
+    max_ejected_fraction: float = Field(0.5, ge=0, le=1)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+
+
 DEFAULT_TIERS = (
     Tier(name="enterprise", criticality="critical_plus"),
     Tier(name="api", criticality="critical"),
@@ -148,6 +176,7 @@ class Config(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     tiers: list[Tier] = Field(default_factory=lambda: list(DEFAULT_TIERS), min_length=1)
     tenants: list[Tenant] = Field(default_factory=list)
     models: list[Model] = Field(min_length=1)

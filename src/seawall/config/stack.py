@@ -20,7 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from seawall.algorithms.breaker import CircuitBreaker
+from seawall.algorithms.ejection import EjectionGuard
 from seawall.algorithms.gcra import KeyedGcra
+from seawall.algorithms.retry_budget import RetryBudget
 from seawall.auth.keys import KeyRefresher, NegativeCache
 from seawall.config.schema import Config
 from seawall.core.compose import Handler, Policy, compose
@@ -33,8 +36,9 @@ from seawall.edges.stores.sqlite_ledger import SqliteLedgerSink
 from seawall.edges.upstream import OpenAIUpstream, UpstreamSettings
 from seawall.env import Clock, Rng, SystemClock, SystemRng
 from seawall.policies.auth import AuthPolicy
+from seawall.policies.deployment import DeploymentHandle
 from seawall.policies.observe import ObservePolicy
-from seawall.policies.route import Deployment, ModelGroup, Router
+from seawall.policies.route import ModelGroup, RetrySettings, Router
 
 __all__ = ["Runtime", "build_runtime"]
 
@@ -52,7 +56,7 @@ class Runtime:
     store: SqliteKeyStore
     keys: KeyRefresher
     auth: AuthPolicy
-    router: Router = field(default_factory=lambda: Router({}))
+    router: Router | None = None
     handler: Handler = field(default_factory=lambda: _not_started)
     upstreams: list[OpenAIUpstream] = field(default_factory=list)
     ledger: Ledger | None = None
@@ -65,7 +69,14 @@ class Runtime:
             return
         await self.keys.refresh(force=True)
         self.keys.start()
-        self.router = Router(await self._groups())
+        r = self.config.resilience
+        self.router = Router(
+            await self._groups(), clock=self.clock, rng=self.rng,
+            budget=RetryBudget(r.retry_budget_ratio, r.retry_min_per_s, r.retry_window_s),
+            ejection=EjectionGuard(r.max_ejected_fraction),
+            retry=RetrySettings(r.max_attempts, r.backoff_base_s, r.backoff_cap_s),
+        )
+        self._register_gauges(self.router)
         jwt = self.auth.jwt
         if jwt is not None and self.config.auth.jwt is not None and self.config.auth.jwt.jwks_url:
             from seawall.edges.jwks import JwksRefresher
@@ -83,7 +94,29 @@ class Runtime:
         self.handler = compose(policies, self.router)
         self.started = True
 
+    def _register_gauges(self, router: Router) -> None:
+        clock = self.clock
+        states = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+        def breakers() -> dict[tuple[str, ...], float]:
+            now = clock.now()
+            return {(d.name,): states[d.breaker.state(now).value]
+                    for g in router.groups.values() for d in g.deployments}
+
+        def inflight() -> dict[tuple[str, ...], float]:
+            return {(d.name,): d.inflight_units for g in router.groups.values() for d in g.deployments}
+
+        m = self.metrics
+        m.gauge_callback("seawall_breaker_state", "Circuit breaker per deployment: 0 closed, 1 half-open,"
+                         " 2 open.", ["deployment"], breakers)
+        m.gauge_callback("seawall_deployment_inflight_units", "Estimated tokens in flight per deployment.",
+                         ["deployment"], inflight)
+        m.gauge_callback("seawall_retry_amplification", "Upstream attempts per unique request over the"
+                         " retry window (1.0 = no retries).", [],
+                         lambda: {(): router.budget.amplification(clock.now())})
+
     async def _groups(self) -> dict[str, ModelGroup]:
+        b = self.config.resilience.breaker
         groups: dict[str, ModelGroup] = {}
         for mi, model in enumerate(self.config.models):
             deployments = []
@@ -100,9 +133,18 @@ class Runtime:
                     total_s=dep.timeouts.total_s, max_connections=dep.max_connections,
                 ), clock=self.clock)
                 self.upstreams.append(upstream)
-                deployments.append(Deployment(name, upstream.send))
+                breaker = CircuitBreaker(
+                    failure_rate_threshold=b.failure_rate_threshold, min_requests=b.min_requests,
+                    consecutive_failures_to_open=b.consecutive_failures, window_s=b.window_s,
+                    open_s=b.open_s, max_open_s=b.max_open_s, half_open_max_probes=b.half_open_max_probes,
+                    probe_successes_to_close=b.probe_successes_to_close,
+                )
+                deployments.append(DeploymentHandle(
+                    name, upstream.send, breaker, self.clock, weight=dep.weight, priority=dep.priority,
+                    ttft_timeout_s=dep.ttft_timeout_s,
+                ))
             op = Operation.CHAT if model.kind == "chat" else Operation.EMBEDDINGS
-            groups[model.name] = ModelGroup(model.name, op, tuple(deployments))
+            groups[model.name] = ModelGroup(model.name, op, tuple(deployments), model.balancing)
         return groups
 
     async def _start_mock(self, settings: dict[str, Any]) -> str:

@@ -6,8 +6,12 @@ prometheus_client, which adds up at thousands of requests per second.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
 
@@ -59,5 +63,28 @@ class GatewayMetrics:
     def auth_failure(self, reason: str) -> None:
         self._child(self.auth_failures, reason).inc()  # type: ignore[attr-defined]
 
+    def gauge_callback(self, name: str, documentation: str, labels: Sequence[str],
+                       read: Callable[[], Mapping[tuple[str, ...], float]]) -> None:
+        """A gauge whose values are read from live state at scrape time (limits, breaker states)."""
+        self.registry.register(_CallbackGauge(name, documentation, list(labels), read))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CallbackGauge(Collector):
+    def __init__(self, name: str, documentation: str, labels: list[str],
+                 read: Callable[[], Mapping[tuple[str, ...], float]]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        for label_values, value in self.read().items():
+            family.add_metric(list(label_values), value)
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=self.labels)

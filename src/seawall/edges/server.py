@@ -281,8 +281,9 @@ class GatewayApp:
                                   CONTENT_TYPE_LATEST.encode())
         elif path == "/v1/models":
             principal = rt.auth.authenticate(headers, _client_addr(scope))
+            groups = rt.router.groups if rt.router is not None else {}
             data = [{"id": name, "object": "model", "created": 0, "owned_by": "seawall"}
-                    for name in rt.router.groups if principal.may_use(name)]
+                    for name in groups if principal.may_use(name)]
             await self._send_json(send, 200, msgspec.json.encode({"object": "list", "data": data}),
                                   request_id)
 

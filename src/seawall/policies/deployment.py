@@ -1,0 +1,119 @@
+"""One deployment as the router sees it: breaker -> attempt deadline -> in-flight work -> upstream.
+
+Each deployment owns its long-lived decision state (a circuit breaker, a peak-EWMA latency
+estimate, the work in flight, the headroom its upstream last reported). ``attempt()`` sends one
+request there and feeds back what happened, through the one response classifier
+(:func:`seawall.algorithms.outcome.classify`): upstream 429s and client errors never count against
+the breaker. A stream counts as a success only when it ends cleanly; a break mid-stream is a
+failure of the deployment, reported when it happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from seawall.algorithms.balancer import Candidate, PeakEwma
+from seawall.algorithms.breaker import BreakerState, CircuitBreaker, Permit
+from seawall.algorithms.outcome import Outcome, classify
+from seawall.core.errors import GatewayError, Overloaded, UpstreamTimeout
+from seawall.core.types import Request, Response
+from seawall.env import Clock
+
+__all__ = ["BreakerOpen", "DeploymentHandle", "Send"]
+
+Send = Callable[[Request], Awaitable[Response]]
+
+
+class BreakerOpen(Overloaded):
+    """Not an attempt at all: the deployment's breaker said no, so nothing was sent."""
+
+    code = "deployment_unavailable"
+
+
+def outcome_of(err: BaseException) -> Outcome:
+    if isinstance(err, asyncio.CancelledError):
+        return Outcome.CANCELLED
+    if isinstance(err, GatewayError):
+        if err.upstream_status is None and err.error_kind is None:
+            return Outcome.FAILURE if err.status >= 500 else Outcome.CLIENT_ERROR
+        return classify(err.upstream_status, err.error_kind)
+    return Outcome.FAILURE
+
+
+@dataclass
+class DeploymentHandle:
+    name: str
+    send: Send
+    breaker: CircuitBreaker
+    clock: Clock
+    weight: float = 1.0
+    priority: int = 0
+    ttft_timeout_s: float | None = None
+    ewma: PeakEwma = field(default_factory=PeakEwma)
+    inflight_units: float = 0.0
+    headroom: float = 1.0
+
+    def candidate(self, healthy: bool) -> Candidate:
+        return Candidate(self.name, self.weight, self.priority, self.inflight_units, self.ewma, healthy,
+                         self.headroom)
+
+    def is_open(self, now_s: float) -> bool:
+        return self.breaker.state(now_s) is BreakerState.OPEN
+
+    async def attempt(self, request: Request, units: float) -> Response:
+        """Send ``request`` here once; raise :class:`BreakerOpen` without sending if not allowed."""
+        now = self.clock.now()
+        permit = self.breaker.allow(now)
+        if permit is None:
+            raise BreakerOpen(f"Deployment '{self.name}' is unavailable (circuit open).",
+                              reason="breaker_open", retry_after_s=self.breaker.retry_after_s(now))
+        self.inflight_units += units
+        started = now
+        try:
+            if self.ttft_timeout_s is not None and request.payload.stream:
+                try:
+                    async with asyncio.timeout(self.ttft_timeout_s):
+                        response = await self.send(request)
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"Deployment '{self.name}' sent no first token within {self.ttft_timeout_s} s.",
+                        reason="ttft_timeout", error_kind="timeout") from None
+            else:
+                response = await self.send(request)
+        except BaseException as exc:
+            self._finish(permit, units, outcome_of(exc), getattr(exc, "headroom", None))
+            raise
+        self.ewma.observe(self.clock.now(), self.clock.now() - started)
+        if response.headroom is not None:
+            self.headroom = response.headroom
+        if response.stream is None:
+            self._finish(permit, units, Outcome.SUCCESS, None)
+        else:
+            response.stream = self._watch(response.stream, permit, units)
+        return response
+
+    def _finish(self, permit: Permit, units: float, outcome: Outcome, headroom: float | None) -> None:
+        self.inflight_units = max(0.0, self.inflight_units - units)
+        self.breaker.on_result(self.clock.now(), permit, outcome)
+        if headroom is not None:
+            self.headroom = headroom
+
+    async def _watch(self, inner: AsyncIterator[bytes], permit: Permit, units: float) -> AsyncIterator[bytes]:
+        outcome = Outcome.FAILURE
+        try:
+            async for item in inner:
+                yield item
+            outcome = Outcome.SUCCESS
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = Outcome.CANCELLED
+            raise
+        except BaseException as exc:
+            outcome = outcome_of(exc)
+            raise
+        finally:
+            aclose = getattr(inner, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            self._finish(permit, units, outcome, None)
