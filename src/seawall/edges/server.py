@@ -23,7 +23,7 @@ import msgspec
 from seawall.core.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from seawall.core.types import Operation, Payload, Request, Response
 from seawall.edges.metrics import CONTENT_TYPE_LATEST
-from seawall.providers import openai
+from seawall.providers import anthropic, openai
 
 if TYPE_CHECKING:
     from seawall.config.stack import Runtime
@@ -45,14 +45,34 @@ class _ClientGone(Exception):
     pass
 
 
+class _Dialect:
+    """How one client API renders errors: body, status, and the event that ends a failed stream."""
+
+    __slots__ = ("api", "body", "event", "status")
+
+    def __init__(self, api: str, body: Callable[[GatewayError, str], bytes],
+                 status: Callable[[GatewayError], int], event: Callable[[GatewayError], bytes]) -> None:
+        self.api = api
+        self.body = body
+        self.status = status
+        self.event = event
+
+
+OPENAI = _Dialect("openai", lambda err, _rid: openai.error_body(err), lambda err: err.status,
+                  openai.error_event)
+ANTHROPIC = _Dialect("anthropic", lambda err, rid: anthropic.error_body(err, request_id=rid),
+                     anthropic.status_for, anthropic.error_event)
+
+
 class _Route:
-    __slots__ = ("method", "operation", "parse")
+    __slots__ = ("dialect", "method", "operation", "parse")
 
     def __init__(self, method: str, operation: Operation | None,
-                 parse: Callable[[bytes], Payload] | None) -> None:
+                 parse: Callable[[bytes], Payload] | None, dialect: _Dialect = OPENAI) -> None:
         self.method = method
         self.operation = operation
         self.parse = parse
+        self.dialect = dialect
 
 
 def error_headers(err: GatewayError) -> list[tuple[bytes, bytes]]:
@@ -79,6 +99,7 @@ class GatewayApp:
         self.routes: dict[str, _Route] = {
             "/v1/chat/completions": _Route("POST", Operation.CHAT, openai.parse_chat),
             "/v1/embeddings": _Route("POST", Operation.EMBEDDINGS, openai.parse_embeddings),
+            "/v1/messages": _Route("POST", Operation.MESSAGES, anthropic.parse_messages, ANTHROPIC),
             "/v1/models": _Route("GET", None, None),
             "/healthz": _Route("GET", None, None),
             "/readyz": _Route("GET", None, None),
@@ -119,6 +140,7 @@ class GatewayApp:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = self._request_id(headers)
         route = self.routes.get(scope["path"])
+        dialect = route.dialect if route is not None else OPENAI
         try:
             if route is None:
                 raise GatewayError(f"Unknown path '{scope['path'][:200]}'.", status=404,
@@ -131,12 +153,12 @@ class GatewayApp:
                 return
             await self._api(route, scope, headers, request_id, receive, send)
         except GatewayError as err:
-            await self._send_error(send, err, request_id)
+            await self._send_error(send, err, request_id, dialect)
         except _ClientGone:
             return
         except Exception:
             log.exception("unhandled error on %s (request %s)", scope.get("path"), request_id)
-            await self._send_error(send, GatewayError("Internal gateway error."), request_id)
+            await self._send_error(send, GatewayError("Internal gateway error."), request_id, dialect)
 
     # -- API routes -------------------------------------------------------------------------
     async def _api(self, route: _Route, scope: Scope, headers: dict[str, str], request_id: str,
@@ -146,7 +168,7 @@ class GatewayApp:
         body = await self._read_body(receive, headers)
         assert route.operation is not None
         request = Request(
-            id=request_id, api="openai", operation=route.operation, raw=body, headers=headers,
+            id=request_id, api=route.dialect.api, operation=route.operation, raw=body, headers=headers,
             client_addr=_client_addr(scope), received_at=received_at,
             deadline=received_at + self._timeout_s(headers), parse=route.parse,
         )
@@ -168,9 +190,9 @@ class GatewayApp:
             if response.stream is None:
                 await self._send_body(send, response, request_id)
             else:
-                await self._send_stream(send, response, request_id)
+                await self._send_stream(send, response, request_id, route.dialect)
         except GatewayError as err:
-            await self._send_error(send, err, request_id)
+            await self._send_error(send, err, request_id, route.dialect)
         except asyncio.CancelledError:
             if not state["gone"]:
                 raise
@@ -229,7 +251,8 @@ class GatewayApp:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
-    async def _send_stream(self, send: Send, response: Response, request_id: str) -> None:
+    async def _send_stream(self, send: Send, response: Response, request_id: str,
+                           dialect: _Dialect) -> None:
         assert response.stream is not None
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
         headers.append((b"x-request-id", request_id.encode()))
@@ -239,13 +262,13 @@ class GatewayApp:
             async for event in stream:
                 await send({"type": "http.response.body", "body": event, "more_body": True})
         except GatewayError as err:
-            await send({"type": "http.response.body", "body": openai.error_event(err), "more_body": True})
+            await send({"type": "http.response.body", "body": dialect.event(err), "more_body": True})
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("stream failed (request %s)", request_id)
             internal = GatewayError("Internal gateway error mid-stream.")
-            body = openai.error_event(internal)
+            body = dialect.event(internal)
             await send({"type": "http.response.body", "body": body, "more_body": True})
         finally:
             aclose = getattr(stream, "aclose", None)
@@ -253,11 +276,14 @@ class GatewayApp:
                 await aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _send_error(self, send: Send, err: GatewayError, request_id: str) -> None:
-        body = openai.error_body(err)
+    async def _send_error(self, send: Send, err: GatewayError, request_id: str,
+                          dialect: _Dialect = OPENAI) -> None:
+        body = dialect.body(err, request_id)
         headers = [_JSON_CT, (b"x-request-id", request_id.encode()),
                    (b"content-length", str(len(body)).encode()), *error_headers(err)]
-        await send({"type": "http.response.start", "status": err.status, "headers": headers})
+        if dialect is ANTHROPIC:
+            headers.append((b"request-id", request_id.encode()))
+        await send({"type": "http.response.start", "status": dialect.status(err), "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _send_json(self, send: Send, status: int, body: bytes, request_id: str,
