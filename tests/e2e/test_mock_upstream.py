@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import anthropic
 import httpx
 import openai
 import pytest
@@ -166,6 +167,74 @@ def test_sdk_sees_injected_500_from_body_or_header(sdk: openai.OpenAI) -> None:
         )
     assert by_body.value.status_code == 500
     assert "server had an error" in by_body.value.message
+
+
+# -- the official anthropic SDK on /v1/messages ---------------------------------------------------
+
+
+@pytest.fixture
+def claude(mock_url: str) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=mock_url, api_key="sk-ant-test", max_retries=0, timeout=5) as client:
+        yield client
+
+
+HELLO: Any = [{"role": "user", "content": "hi"}]
+
+
+def test_anthropic_sdk_message(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.create(model="mock-claude", max_tokens=1024, messages=HELLO)
+    assert message.type == "message" and message.role == "assistant"
+    assert message.model == "mock-claude"
+    assert [block.type for block in message.content] == ["text"]
+    assert message.content[0].text == _words(16)  # type: ignore[union-attr]
+    assert message.stop_reason == "end_turn"
+    assert message.usage.output_tokens == 16 and message.usage.input_tokens > 0
+
+
+def test_anthropic_sdk_stream_helper_accumulates_the_message(claude: anthropic.Anthropic) -> None:
+    with claude.messages.stream(model="mock-claude", max_tokens=5, messages=HELLO) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == _words(5)
+    assert final.content[0].text == _words(5)  # type: ignore[union-attr]
+    assert final.stop_reason == "max_tokens"
+    assert final.usage.output_tokens == 5
+
+
+def test_anthropic_sdk_raw_stream_events(claude: anthropic.Anthropic) -> None:
+    events = list(claude.messages.create(model="mock-claude", max_tokens=2, messages=HELLO, stream=True))
+    assert [e.type for e in events] == [  # the SDK drops the ping
+        "message_start", "content_block_start", "content_block_delta", "content_block_delta",
+        "content_block_stop", "message_delta", "message_stop",
+    ]
+
+
+async def test_anthropic_async_sdk_stream(mock_url: str) -> None:
+    async with anthropic.AsyncAnthropic(base_url=mock_url, api_key="k", max_retries=0, timeout=5) as client:
+        async with client.messages.stream(model="mock-claude", max_tokens=3, messages=HELLO) as stream:
+            pieces = [text async for text in stream.text_stream]
+            final = await stream.get_final_message()
+    assert "".join(pieces) == _words(3)
+    assert final.usage.output_tokens == 3
+
+
+def test_anthropic_sdk_sees_anthropic_errors(claude: anthropic.Anthropic, mock_url: str) -> None:
+    with pytest.raises(anthropic.OverloadedError) as overloaded:
+        claude.messages.create(model="m", max_tokens=5, messages=HELLO, extra_headers={"x-mock-fault": "529"})
+    assert overloaded.value.status_code == 529
+    with pytest.raises(anthropic.InternalServerError) as failed:
+        claude.messages.create(model="m", max_tokens=5, messages=HELLO,
+                               extra_body={"mock": {"fault": "error"}})
+    assert failed.value.status_code == 500
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        robot: Any = [{"role": "robot", "content": "hi"}]
+        claude.messages.create(model="m", max_tokens=5, messages=robot)
+    assert "messages.0.role" in bad.value.message
+    httpx.post(f"{mock_url}/mock/config", json={"max_in_flight": 0}, timeout=5).raise_for_status()
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        claude.messages.create(model="m", max_tokens=5, messages=HELLO)
+    assert limited.value.response.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert int(limited.value.response.headers["retry-after"]) >= 1
 
 
 # -- raw HTTP: capacity and faults ----------------------------------------------------------------

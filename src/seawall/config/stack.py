@@ -33,7 +33,7 @@ from seawall.edges.ledger import Ledger, LedgerRecord
 from seawall.edges.metrics import GatewayMetrics
 from seawall.edges.stores.sqlite import SqliteKeyStore
 from seawall.edges.stores.sqlite_ledger import SqliteLedgerSink
-from seawall.edges.upstream import OpenAIUpstream, UpstreamSettings
+from seawall.edges.upstream import Upstream, UpstreamSettings, make_upstream
 from seawall.env import Clock, Rng, SystemClock, SystemRng
 from seawall.policies.auth import AuthPolicy
 from seawall.policies.deployment import DeploymentHandle
@@ -58,7 +58,7 @@ class Runtime:
     auth: AuthPolicy
     router: Router | None = None
     handler: Handler = field(default_factory=lambda: _not_started)
-    upstreams: list[OpenAIUpstream] = field(default_factory=list)
+    upstreams: list[Upstream] = field(default_factory=list)
     ledger: Ledger | None = None
     _mocks: list[Any] = field(default_factory=list)
     _background: list[Any] = field(default_factory=list)
@@ -127,7 +127,7 @@ class Runtime:
                     base_url = await self._start_mock(dep.mock or {})
                 assert base_url is not None
                 api_key = os.environ.get(dep.api_key_env) if dep.api_key_env else None
-                upstream = OpenAIUpstream(UpstreamSettings(
+                upstream = make_upstream(dep.provider, UpstreamSettings(
                     name=name, base_url=base_url, model=dep.model, api_key=api_key,
                     connect_s=dep.timeouts.connect_s, read_s=dep.timeouts.read_s,
                     total_s=dep.timeouts.total_s, max_connections=dep.max_connections,

@@ -1,4 +1,5 @@
-"""A simulated OpenAI-compatible upstream with latency, capacity and injected faults.
+"""A simulated upstream (OpenAI chat/embeddings and Anthropic Messages) with latency, capacity and
+injected faults.
 
 Used by ``make run`` (embedded via :func:`start_mock`), by ``seawall mock-upstream``
 (:func:`run_mock`), and by the tests and benchmarks as a stand-in provider.

@@ -27,8 +27,10 @@ class MockConfig:
     - ``tokens_per_s``: generation speed after the first token; 0 means all tokens at once.
     - ``completion_tokens``: tokens generated per chat completion, capped by the request's
       ``max_tokens`` / ``max_completion_tokens`` (then ``finish_reason`` is ``"length"``).
-    - ``max_in_flight``: chat + embeddings requests served at once; beyond it a 429 with
-      ``retry-after``. ``None`` is unlimited, 0 rejects everything.
+    - ``max_in_flight``: chat + messages + embeddings requests served at once; beyond it a 429 with
+      ``retry-after``. ``None`` is unlimited, 0 rejects everything. When set, every answer carries
+      the provider's rate-limit headers (``x-ratelimit-*-requests`` on the OpenAI endpoints,
+      ``anthropic-ratelimit-requests-*`` on ``/v1/messages``).
     - ``error_rate`` / ``reset_rate`` / ``stall_rate``: drawn once per request from one uniform
       sample, so they are exclusive and must sum to at most 1. An error is a 500 after the base
       latency; a reset aborts the connection (before any response, or after

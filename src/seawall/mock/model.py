@@ -44,6 +44,7 @@ class Fault(enum.StrEnum):
     RESET = "reset"  # connection aborted
     STALL = "stall"  # a pause of stall_s
     RATE_LIMIT = "429"  # 429 as if at capacity
+    OVERLOADED = "529"  # Anthropic's 529 overloaded_error: the whole service is short of capacity
 
 
 @dataclass(frozen=True, slots=True)

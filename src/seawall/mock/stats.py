@@ -15,9 +15,10 @@ __all__ = ["MockStats"]
 class MockStats:
     """Request outcomes since start or the last ``POST /mock/reset-stats``.
 
-    ``in_flight`` counts chat and embeddings requests between admission and completion (the ones
-    ``max_in_flight`` limits); ``cancelled`` counts those whose client went away first; ``served``
-    counts successful ``/v1/*`` answers; ``by_path`` counts every request received, by URL path.
+    ``in_flight`` counts chat, messages and embeddings requests between admission and completion (the
+    ones ``max_in_flight`` limits); ``cancelled`` counts those whose client went away first;
+    ``served`` counts successful ``/v1/*`` answers; ``rejected_429`` and ``overloaded_529`` count
+    capacity refusals (real or injected); ``by_path`` counts every request received, by URL path.
     """
 
     in_flight: int = 0
@@ -25,6 +26,7 @@ class MockStats:
     served: int = 0
     cancelled: int = 0
     rejected_429: int = 0
+    overloaded_529: int = 0
     errors_500: int = 0
     resets: int = 0
     stalls: int = 0

@@ -281,3 +281,129 @@ async def test_upstream_of_exposes_the_running_handler(clock: FakeClock) -> None
         assert upstream.stats.served == 0
     finally:
         await runner.cleanup()
+
+
+# -- Anthropic Messages ----------------------------------------------------------------------------
+
+MESSAGES = "/v1/messages"
+A_HEADERS = {"anthropic-version": "2023-06-01", "x-api-key": "sk-ant-test"}
+A_BODY = {"model": "mock-claude", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]}
+
+
+def _anthropic_events(raw: bytes) -> list[tuple[str, Any]]:
+    splitter = sse.EventSplitter()
+    out = []
+    for framed in splitter.feed(raw):
+        name = framed.split(b"\n", 1)[0]
+        assert name.startswith(b"event: ")
+        data = msgspec.json.decode(sse.data_of(framed))
+        assert data["type"] == name[len(b"event: "):].decode()
+        out.append((data["type"], data))
+    assert splitter.pending == b""
+    return out
+
+
+async def test_messages_answer_one_message_after_the_whole_completion(
+    mock: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    raw = msgspec.json.encode(A_BODY)
+    async with mock.post(MESSAGES, data=raw, headers=A_HEADERS) as resp:
+        assert resp.status == 200
+        assert not any(h.startswith("anthropic-ratelimit") for h in resp.headers)  # no capacity set
+        body = await resp.json()
+    assert clock.sleeps == [pytest.approx(0.02 + 15 / 200)]
+    assert body["type"] == "message" and body["role"] == "assistant" and body["id"].startswith("msg_")
+    assert body["content"] == [{"type": "text", "text": " ".join(f"tok{i}" for i in range(16))}]
+    assert (body["stop_reason"], body["stop_sequence"]) == ("end_turn", None)
+    assert body["usage"] == {"input_tokens": len(raw) // 4, "output_tokens": 16}
+    assert body["model"] == "mock-claude"
+
+
+async def test_messages_stream_anthropics_event_sequence_paced_like_chat(
+    mock: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    body = {**A_BODY, "stream": True, "max_tokens": 3}
+    async with mock.post(MESSAGES, json=body, headers=A_HEADERS) as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        raw = await resp.read()
+    assert clock.sleeps == [pytest.approx(0.02)] + [pytest.approx(0.005)] * 2
+    events = _anthropic_events(raw)
+    assert [kind for kind, _ in events] == [
+        "message_start", "content_block_start", "ping",
+        "content_block_delta", "content_block_delta", "content_block_delta",
+        "content_block_stop", "message_delta", "message_stop",
+    ]
+    assert events[0][1]["message"]["usage"]["output_tokens"] == 1
+    texts = [d["delta"]["text"] for kind, d in events if kind == "content_block_delta"]
+    assert texts == ["tok0", " tok1", " tok2"]
+    assert events[-2][1]["delta"]["stop_reason"] == "max_tokens"
+    assert events[-2][1]["usage"] == {"output_tokens": 3}
+
+
+async def test_messages_refusals_are_in_anthropics_format(mock: aiohttp.ClientSession) -> None:
+    async with mock.post(MESSAGES, json=A_BODY) as resp:  # no anthropic-version header
+        assert resp.status == 400
+        assert (await resp.json())["error"]["message"].startswith("anthropic-version")
+    async with mock.post(MESSAGES, json={**A_BODY, "max_tokens": 0}, headers=A_HEADERS) as resp:
+        assert resp.status == 400
+        body = await resp.json()
+    message = "max_tokens: is required and must be an integer >= 1"
+    assert body == {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+    async with mock.post(MESSAGES, json=A_BODY, headers={**A_HEADERS, "x-mock-fault": "error"}) as resp:
+        assert resp.status == 500
+        assert (await resp.json())["error"]["type"] == "api_error"
+    stats = await (await mock.get("/mock/stats")).json()
+    assert (stats["invalid_400"], stats["errors_500"]) == (2, 1)
+
+
+async def test_messages_429_at_capacity_with_anthropic_rate_limit_headers() -> None:
+    clock = GateClock()
+    config = MockConfig(max_in_flight=1, tokens_per_s=0.0)
+    async with asyncio.timeout(10):
+        async for _, session in _start(config, clock):
+            first = asyncio.create_task(session.post(MESSAGES, json=A_BODY, headers=A_HEADERS))
+            await clock.sleeping.wait()
+            async with session.post(MESSAGES, json=A_BODY, headers=A_HEADERS) as rejected:
+                assert rejected.status == 429
+                headers = rejected.headers
+                body = await rejected.json()
+            clock.gate.set()
+            ok = await first
+            assert ok.status == 200
+            assert ok.headers["anthropic-ratelimit-requests-limit"] == "1"
+            assert "x-ratelimit-limit-requests" not in ok.headers
+            ok.release()
+    assert headers["retry-after"] == "1" and headers["retry-after-ms"] == "20"
+    assert headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+
+
+@pytest.mark.parametrize(("path", "headers"), [(MESSAGES, A_HEADERS), (CHAT, {})])
+async def test_injected_529_is_an_overload_on_both_apis(
+    mock: aiohttp.ClientSession, clock: FakeClock, path: str, headers: dict[str, str]
+) -> None:
+    body = {**A_BODY, "mock": {"fault": "529"}}
+    async with mock.post(path, json=body, headers=headers) as resp:
+        assert resp.status == 529
+        assert resp.headers["retry-after-ms"] == str(round((0.02 + 15 / 200) * 1000))
+        error = (await resp.json())["error"]
+    assert error["type"] == ("overloaded_error" if path == MESSAGES else "service_unavailable")
+    assert clock.sleeps == []  # refused at once, like a 429
+    stats = await (await mock.get("/mock/stats")).json()
+    assert (stats["overloaded_529"], stats["rejected_429"], stats["in_flight"]) == (1, 0, 0)
+
+
+async def test_messages_reset_mid_stream_after_the_configured_deltas(clock: FakeClock) -> None:
+    config = MockConfig(tokens_per_s=0.0, fault_after_chunks=2)
+    received = b""
+    async with asyncio.timeout(10):
+        async for _, session in _start(config, clock):
+            body = {**A_BODY, "stream": True, "mock": {"fault": "reset"}}
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async with session.post(MESSAGES, json=body, headers=A_HEADERS) as resp:
+                    async for chunk in resp.content.iter_any():
+                        received += chunk
+            stats = await (await session.get("/mock/stats")).json()
+    assert received.count(b"event: content_block_delta") == 2
+    assert b"message_stop" not in received
+    assert (stats["resets"], stats["served"]) == (1, 0)

@@ -101,6 +101,8 @@ def test_parse_overrides_reads_headers_and_the_body_wins() -> None:
     assert parse_overrides("0.5", "stall", None) == Overrides(latency_s=0.5, fault=Fault.STALL)
     both = parse_overrides("0.5", "stall", {"latency_s": 0, "fault": "429", "completion_tokens": 2})
     assert both == Overrides(latency_s=0.0, fault=Fault.RATE_LIMIT, completion_tokens=2)
+    assert parse_overrides(None, "529", None).fault is Fault.OVERLOADED
+    assert parse_overrides(None, None, {"fault": 529}).fault is Fault.OVERLOADED  # numbers too
 
 
 @pytest.mark.parametrize(

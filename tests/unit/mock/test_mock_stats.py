@@ -25,6 +25,7 @@ def test_reset_zeroes_counters_but_keeps_requests_in_flight() -> None:
         "served": 0,
         "cancelled": 0,
         "rejected_429": 0,
+        "overloaded_529": 0,
         "errors_500": 0,
         "resets": 0,
         "stalls": 0,
