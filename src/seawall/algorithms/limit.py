@@ -26,6 +26,18 @@ not a collapse to ``min_limit``. A window that saw a drop never grows the limit.
 
 App-limited. When the busiest sample of a window had less than half the limit in flight, the
 limit is not binding and latency says nothing about it: the limit holds (drops still cut it).
+
+Baseline probes (Gradient2 and Vegas). Latency-based limits compare against a no-load latency, and
+a standing queue can only be told apart from a slower upstream by lowering the load and looking
+(BBR's PROBE_RTT). So the limit drops to ``probe_ratio`` (default 0.5) of itself until
+``3 * window_samples`` requests admitted under the lowered limit have finished; their mean latency
+is the fresh baseline. A routine probe, every ``probe_interval`` windows (default 100), may only
+*lower* the baseline (it undoes drift; if capacity fell below the lowered limit the probe still saw
+a queue). A probe triggered because the limit has halved since the last one may also *raise* it:
+halving the load should have drained any queue we caused, so latency that stays high means the
+upstream itself got slower (a bigger model), and without this the limit would sink to the floor.
+A probe costs about one round trip at half the limit; ``limit`` reports the lowered value and
+``probing`` is True meanwhile. ``probe_interval=0`` disables probes.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from typing import Protocol
 __all__ = ["AimdLimit", "Gradient2Limit", "LimitAlgorithm", "VegasLimit"]
 
 _SRTT_GAIN = 0.125  # RFC 6298's smoothing gain for the rtt that paces drop cuts
+_PROBE_WINDOWS = 3  # a probe averages this many windows' worth of samples: the baseline is reused long
 
 
 class LimitAlgorithm(Protocol):
@@ -52,13 +65,12 @@ class LimitAlgorithm(Protocol):
 
 
 class _Window:
-    __slots__ = ("count", "dropped", "inflight_max", "rtt_min_s", "rtt_sum_s", "start_s")
+    __slots__ = ("count", "dropped", "inflight_max", "rtt_sum_s", "start_s")
 
     def __init__(self, start_s: float) -> None:
         self.start_s = start_s
         self.count = 0
         self.rtt_sum_s = 0.0
-        self.rtt_min_s = math.inf
         self.inflight_max = 0.0
         self.dropped = False
 
@@ -68,16 +80,24 @@ class _Window:
 
 
 class _WindowedLimit:
-    """Shared machinery: bounds, window aggregation, drop cuts. Subclasses implement ``_update``."""
+    """Bounds, windows, drop cuts and baseline probes, shared. Subclasses implement ``_update``
+    (one closed window -> new limit) and ``_on_probe`` (a fresh no-load latency)."""
 
     __slots__ = (
         "_backoff_at_s",
         "_limit",
+        "_probe",
+        "_probe_may_raise",
+        "_probe_ref_limit",
+        "_probe_started_s",
         "_srtt_s",
         "_window",
+        "_windows_since_probe",
         "backoff_ratio",
         "max_limit",
         "min_limit",
+        "probe_interval",
+        "probe_ratio",
         "window_s",
         "window_samples",
     )
@@ -90,6 +110,8 @@ class _WindowedLimit:
         backoff_ratio: float,
         window_s: float,
         window_samples: int,
+        probe_interval: int = 0,
+        probe_ratio: float = 0.5,
     ) -> None:
         if not 0 < min_limit <= max_limit:
             raise ValueError("need 0 < min_limit <= max_limit")
@@ -97,19 +119,35 @@ class _WindowedLimit:
             raise ValueError("backoff_ratio must be in (0, 1)")
         if window_s < 0 or window_samples < 1:
             raise ValueError("need window_s >= 0 and window_samples >= 1")
+        if probe_interval < 0 or not 0.0 < probe_ratio < 1.0:
+            raise ValueError("need probe_interval >= 0 and probe_ratio in (0, 1)")
         self.min_limit = min_limit
         self.max_limit = max_limit
         self.backoff_ratio = backoff_ratio
         self.window_s = window_s
         self.window_samples = window_samples
+        self.probe_interval = probe_interval
+        self.probe_ratio = probe_ratio
         self._limit = self._clamp(initial_limit)
         self._window: _Window | None = None
         self._backoff_at_s = -math.inf
         self._srtt_s = 0.0  # 0.0: no successful sample yet
+        self._windows_since_probe = 0
+        self._probe_started_s: float | None = None
+        self._probe = _Window(0.0)
+        self._probe_may_raise = False
+        self._probe_ref_limit = self._limit  # highest limit since the baseline was last measured
 
     @property
     def limit(self) -> float:
+        if self._probe_started_s is not None:
+            return max(self.min_limit, self._limit * self.probe_ratio)
         return self._limit
+
+    @property
+    def probing(self) -> bool:
+        """True while the limit is lowered to re-measure the no-load latency."""
+        return self._probe_started_s is not None
 
     def _clamp(self, value: float) -> float:
         return min(self.max_limit, max(self.min_limit, value))
@@ -120,6 +158,12 @@ class _WindowedLimit:
 
     def _update(self, now_s: float, window: _Window) -> float:
         raise NotImplementedError
+
+    def _on_probe(self, rtt_s: float, may_raise: bool) -> None:
+        """Hook: ``rtt_s`` is the mean latency of requests admitted under the lowered limit.
+
+        A routine probe may still see a queue (capacity fell below the lowered limit), so it may
+        only lower the baseline; a probe that follows a halving of the limit may also raise it."""
 
     def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool) -> float:
         window = self._window
@@ -132,15 +176,43 @@ class _WindowedLimit:
         if not rtt_s > 0.0:  # zero, negative or NaN: a broken measurement, not a signal
             return self.limit
         self._srtt_s = rtt_s if self._srtt_s == 0.0 else self._srtt_s + _SRTT_GAIN * (rtt_s - self._srtt_s)
+        if self._probe_started_s is not None:
+            self._probe_sample(now_s, rtt_s, self._probe_started_s)
+            return self.limit
         window.count += 1
         window.rtt_sum_s += rtt_s
-        window.rtt_min_s = min(window.rtt_min_s, rtt_s)
         window.inflight_max = max(window.inflight_max, inflight)
         if window.count >= self.window_samples and now_s - window.start_s >= self.window_s:
             self._window = None
-            if not window.dropped:
+            self._windows_since_probe += 1
+            if self.probe_interval and self._windows_since_probe >= self.probe_interval:
+                self._start_probe(now_s, may_raise=False)
+            elif not window.dropped:
                 self._limit = self._clamp(self._update(now_s, window))
+                self._probe_ref_limit = max(self._probe_ref_limit, self._limit)
+                # Halving the limit should have drained any queue it caused; if latency still says
+                # "queue", the baseline may be stale (the upstream got slower): re-measure it now,
+                # before the limit sinks to the floor.
+                if self.probe_interval and self._limit <= self.probe_ratio * self._probe_ref_limit:
+                    self._start_probe(now_s, may_raise=True)
         return self.limit
+
+    def _start_probe(self, now_s: float, may_raise: bool) -> None:
+        self._probe_started_s = now_s
+        self._probe = _Window(now_s)
+        self._probe_may_raise = may_raise
+
+    def _probe_sample(self, now_s: float, rtt_s: float, started_s: float) -> None:
+        if now_s - rtt_s < started_s:  # admitted before the limit was lowered: may have queued
+            return
+        probe = self._probe
+        probe.count += 1
+        probe.rtt_sum_s += rtt_s
+        if probe.count >= _PROBE_WINDOWS * self.window_samples:
+            self._probe_started_s = None
+            self._windows_since_probe = 0
+            self._probe_ref_limit = self._limit
+            self._on_probe(probe.rtt_avg_s, self._probe_may_raise)
 
     def _cut(self, now_s: float, rtt_s: float) -> None:
         started_s = now_s - rtt_s if rtt_s > 0.0 else now_s
@@ -160,17 +232,20 @@ class Gradient2Limit(_WindowedLimit):
     ``new = limit * gradient + queue_ratio * limit``, blended in by ``smoothing``. With no queueing
     the gradient is 1 and the limit grows by ``smoothing * queue_ratio`` (1%) per window; once the
     upstream queues, latency rises and the gradient pulls the limit back, at most halving it per
-    window. The equilibrium keeps ``short/long = tolerance / (1 - queue_ratio)`` (about 1.16 with the
+    window. The equilibrium keeps ``short/long = tolerance / (1 - queue_ratio)`` (about 1.1 with the
     defaults): a small, bounded standing queue at the upstream. ``queue_ratio`` replaces Netflix's
     fixed queue of 4 requests, which means nothing once units are tokens.
 
-    ``short_rtt`` is the window's mean latency. ``long_rtt`` is an exponential average that rises
-    slowly (over ``long_window`` windows, default 200) and falls 10x faster when short < long, so it
-    drifts back to the no-load latency after a spell of queueing instead of normalising the queue.
+    ``short_rtt`` is the window's mean latency; ``long_rtt`` an exponential average of it over
+    ``long_window`` windows (default 500) that drifts back down when short < long (and, as in
+    Netflix, drops 5% a window while it is over twice the short one). The standing queue still
+    pushes an average up slowly (~0.02% a window), so probes (module docstring) pin it back to the
+    measured no-load latency.
 
-    Defaults: tolerance 1.1 (range >= 1; Netflix uses 1.5, which lets the upstream queue 50%
-    longer than baseline — too much when the gateway wants to hold the queue itself, by priority),
-    smoothing 0.2 (0, 1], queue_ratio 0.05 (0, 0.5].
+    Defaults: tolerance 1.05 (>= 1; Netflix's 1.5 lets the upstream queue 50% past baseline, too
+    much when the gateway wants to hold the queue itself, by priority; raise it, or
+    ``window_samples``, when window means are noisier than ~3%), smoothing 0.2 (0, 1],
+    queue_ratio 0.05 (0, 0.5].
     """
 
     __slots__ = ("_long_rtt_s", "long_window", "queue_ratio", "smoothing", "tolerance")
@@ -181,15 +256,20 @@ class Gradient2Limit(_WindowedLimit):
         initial_limit: float = 20.0,
         min_limit: float = 1.0,
         max_limit: float = 1_000_000.0,
-        tolerance: float = 1.1,
+        tolerance: float = 1.05,
         smoothing: float = 0.2,
         queue_ratio: float = 0.05,
-        long_window: int = 200,
+        long_window: int = 500,
+        probe_interval: int = 100,
+        probe_ratio: float = 0.5,
         backoff_ratio: float = 0.9,
         window_s: float = 0.05,
         window_samples: int = 10,
     ) -> None:
-        super().__init__(initial_limit, min_limit, max_limit, backoff_ratio, window_s, window_samples)
+        super().__init__(
+            initial_limit, min_limit, max_limit, backoff_ratio, window_s, window_samples,
+            probe_interval, probe_ratio,
+        )
         if tolerance < 1.0 or not 0.0 < smoothing <= 1.0 or not 0.0 < queue_ratio <= 0.5:
             raise ValueError("need tolerance >= 1, smoothing in (0, 1], queue_ratio in (0, 0.5]")
         if long_window < 1:
@@ -205,16 +285,18 @@ class Gradient2Limit(_WindowedLimit):
         """The learned baseline latency in seconds (0.0 before the first window)."""
         return self._long_rtt_s
 
+    def _on_probe(self, rtt_s: float, may_raise: bool) -> None:
+        self._long_rtt_s = rtt_s if may_raise else min(rtt_s, self._long_rtt_s or rtt_s)
+
     def _update(self, now_s: float, window: _Window) -> float:
         short_s = window.rtt_avg_s
         long_s = self._long_rtt_s
         if long_s == 0.0:
             long_s = short_s
         else:
-            gain = 1.0 / self.long_window
-            if short_s < long_s:
-                gain = min(1.0, 10.0 * gain)
-            long_s += gain * (short_s - long_s)
+            long_s += (short_s - long_s) / self.long_window
+            if long_s > 2.0 * short_s:  # Netflix: after a long overload, fall back faster than the average
+                long_s *= 0.95
         self._long_rtt_s = long_s
         limit = self._limit
         if self._app_limited(window):
@@ -228,37 +310,26 @@ class VegasLimit(_WindowedLimit):
     """TCP Vegas on latency: estimate the upstream's queue and keep it between alpha and beta.
 
     ``queue = limit * (1 - rtt_noload / rtt)`` in work units, where ``rtt`` is the window's mean
-    latency and ``rtt_noload`` the lowest latency seen. Thresholds are fractions of the limit
-    (Netflix's ``log10(limit)`` is a few units, meaningless when units are tokens):
+    latency and ``rtt_noload`` the no-load mean: the first window's (taken at the low initial
+    limit), then each probe's (module docstring). Mean against mean, never mean against a minimum,
+    or per-request noise reads as queueing. Thresholds are fractions of the limit (Netflix's
+    ``log10(limit)`` is a few units, meaningless when units are tokens); with ``step =
+    alpha_ratio / 3``:
 
-    - queue <= alpha/3 (no queueing): grow by ``beta_ratio * limit`` — fast discovery from a low start;
-    - queue < alpha: grow by ``alpha_ratio/3 * limit``;
-    - queue > beta: shrink by half the excess over beta (at least ``alpha_ratio/3 * limit``), so a
-      capacity drop is followed in a few windows rather than Netflix's one unit per window;
-    - otherwise hold. In steady state ``limit ≈ capacity / (1 - queue/limit)``, 6–12% above it.
+    - queue <= step (no queueing): grow by ``alpha_ratio * limit`` — fast discovery;
+    - queue < alpha: grow by ``step * limit``;
+    - queue > beta: shrink by half the excess over beta (at least ``step * limit``), so a capacity
+      drop is followed in a few windows rather than Netflix's one unit per window;
+    - otherwise hold. So the limit settles 6-12% above capacity with the defaults.
 
-    ``rtt_noload`` goes stale if the upstream gets slower at every load (a new model); then every
-    window would read as queueing and the limit would sink to ``min_limit``. So every
-    ``probe_interval`` windows (default 100) the limit drops to ``probe_ratio`` (0.5) of itself until
-    ``window_samples`` requests admitted under the lowered limit have finished, and their minimum
-    latency becomes the new ``rtt_noload`` (BBR's PROBE_RTT). A probe costs about one round trip at
-    half the limit. ``limit`` reports the lowered value while probing.
+    Each move is blended in by ``smoothing``: a window's samples were admitted about a round trip
+    earlier, and full steps on stale news oscillate.
 
-    Defaults: alpha_ratio 0.06, beta_ratio 0.12 (0 < alpha < beta < 1), smoothing 1.0 (0, 1].
+    Defaults: alpha_ratio 0.06, beta_ratio 0.12 (0 < alpha < beta < 1; the gap must exceed the
+    noise of a window mean), smoothing 0.5 (0, 1].
     """
 
-    __slots__ = (
-        "_noload_s",
-        "_probe_min_s",
-        "_probe_samples",
-        "_probe_started_s",
-        "_windows_since_probe",
-        "alpha_ratio",
-        "beta_ratio",
-        "probe_interval",
-        "probe_ratio",
-        "smoothing",
-    )
+    __slots__ = ("_noload_s", "alpha_ratio", "beta_ratio", "smoothing")
 
     def __init__(
         self,
@@ -268,75 +339,43 @@ class VegasLimit(_WindowedLimit):
         max_limit: float = 1_000_000.0,
         alpha_ratio: float = 0.06,
         beta_ratio: float = 0.12,
-        smoothing: float = 1.0,
+        smoothing: float = 0.5,
         probe_interval: int = 100,
         probe_ratio: float = 0.5,
         backoff_ratio: float = 0.9,
         window_s: float = 0.05,
         window_samples: int = 10,
     ) -> None:
-        super().__init__(initial_limit, min_limit, max_limit, backoff_ratio, window_s, window_samples)
+        super().__init__(
+            initial_limit, min_limit, max_limit, backoff_ratio, window_s, window_samples,
+            probe_interval, probe_ratio,
+        )
         if not 0.0 < alpha_ratio < beta_ratio < 1.0 or not 0.0 < smoothing <= 1.0:
             raise ValueError("need 0 < alpha_ratio < beta_ratio < 1 and smoothing in (0, 1]")
-        if probe_interval < 1 or not 0.0 < probe_ratio < 1.0:
-            raise ValueError("need probe_interval >= 1 and probe_ratio in (0, 1)")
         self.alpha_ratio = alpha_ratio
         self.beta_ratio = beta_ratio
         self.smoothing = smoothing
-        self.probe_interval = probe_interval
-        self.probe_ratio = probe_ratio
         self._noload_s = 0.0  # 0.0: not measured yet
-        self._windows_since_probe = 0
-        self._probe_started_s: float | None = None
-        self._probe_min_s = math.inf
-        self._probe_samples = 0
-
-    @property
-    def limit(self) -> float:
-        if self._probe_started_s is not None:
-            return max(self.min_limit, self._limit * self.probe_ratio)
-        return self._limit
 
     @property
     def rtt_noload_s(self) -> float:
         """The latency the upstream shows with no queue, in seconds (0.0 before the first window)."""
         return self._noload_s
 
-    @property
-    def probing(self) -> bool:
-        return self._probe_started_s is not None
-
-    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool) -> float:
-        started_at = self._probe_started_s
-        if started_at is None:
-            return super().on_sample(now_s, rtt_s, inflight, dropped)
-        if dropped:
-            self._cut(now_s, rtt_s)
-        elif rtt_s > 0.0 and now_s - rtt_s >= started_at:  # admitted under the lowered limit
-            self._probe_min_s = min(self._probe_min_s, rtt_s)
-            self._probe_samples += 1
-            if self._probe_samples >= self.window_samples:
-                self._noload_s = self._probe_min_s
-                self._probe_started_s = None
-                self._windows_since_probe = 0
-        return self.limit
+    def _on_probe(self, rtt_s: float, may_raise: bool) -> None:
+        self._noload_s = rtt_s if may_raise else min(rtt_s, self._noload_s or rtt_s)
 
     def _update(self, now_s: float, window: _Window) -> float:
         limit = self._limit
-        if self._noload_s == 0.0 or window.rtt_min_s < self._noload_s:
-            self._noload_s = window.rtt_min_s
-        self._windows_since_probe += 1
-        if self._windows_since_probe >= self.probe_interval:
-            self._probe_started_s = now_s
-            self._probe_min_s = math.inf
-            self._probe_samples = 0
-            return limit
+        rtt_s = window.rtt_avg_s
+        if self._noload_s == 0.0:  # the first window, at the (low) initial limit
+            self._noload_s = rtt_s
         if self._app_limited(window):
             return limit
-        queue = limit * (1.0 - self._noload_s / window.rtt_avg_s)
+        queue = limit * (1.0 - self._noload_s / rtt_s)
         step = self.alpha_ratio / 3.0 * limit
         if queue <= step:
-            target = limit + self.beta_ratio * limit
+            target = limit + self.alpha_ratio * limit
         elif queue < self.alpha_ratio * limit:
             target = limit + step
         elif queue > self.beta_ratio * limit:
