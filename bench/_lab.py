@@ -63,7 +63,7 @@ def rss_mb(pid: int) -> float:
 def start(cmd: Sequence[str], url: str, ready_path: str, *, cpus: str | None = None,
           env: dict[str, str] | None = None, log: Path | None = None, timeout_s: float = 20) -> Proc:
     full = (["taskset", "-c", cpus] if cpus else []) + list(cmd)
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log, "wb") if log else subprocess.DEVNULL
     popen = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              env={**os.environ, **(env or {})})
     deadline = time.monotonic() + timeout_s

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _lab import closed_loop, open_loop, start_gateway, start_mock, table, write_results  # noqa: E402
+from _lab import closed_loop, open_loop, start_gateway, start_mock, table, write_results
 
 BODY = b'{"model":"chat","messages":[{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":16}'
 STREAM_BODY = (b'{"model":"chat","stream":true,"messages":[{"role":"user","content":"Say hello."}],'

@@ -164,6 +164,40 @@ class ResilienceSettings(_Strict):
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
 
+_DEFAULT_SHARES: dict[_CRITICALITIES, float] = {
+    "critical_plus": 0.3, "critical": 0.3, "sheddable_plus": 0.2, "sheddable": 0.1}
+_DEFAULT_LAG_SHED_S: dict[_CRITICALITIES, float] = {
+    "sheddable": 0.05, "sheddable_plus": 0.1, "critical": 0.5}
+
+
+class AdmissionSettings(_Strict):
+    """Admission control per model group: adaptive limit in work units (estimated tokens),
+    reserved shares per criticality, a bounded queue, and early shedding on event-loop lag."""
+
+    enabled: bool = True
+    algorithm: Literal["gradient2", "vegas", "aimd"] = "gradient2"
+    initial_limit_units: float = Field(50_000, gt=0)
+    min_limit_units: float = Field(256, gt=0)
+    max_limit_units: float = Field(10_000_000, gt=0)
+    shares: dict[_CRITICALITIES, float] = Field(default_factory=lambda: dict(_DEFAULT_SHARES))
+    queue_max_items: int = Field(1024, ge=1)
+    queue_max_units_ratio: float = Field(2.0, gt=0)
+    max_queue_wait_s: float = Field(2.0, ge=0)
+    codel_target_s: float = Field(0.05, gt=0)
+    codel_interval_s: float = Field(0.5, gt=0)
+    loop_lag_shed_s: dict[_CRITICALITIES, float] = Field(default_factory=lambda: dict(_DEFAULT_LAG_SHED_S))
+
+    @model_validator(mode="after")
+    def _check(self) -> AdmissionSettings:
+        if sum(self.shares.values()) > 1.0 + 1e-9:
+            raise ValueError("admission.shares: must sum to at most 1")
+        if not self.min_limit_units <= self.initial_limit_units <= self.max_limit_units:
+            raise ValueError("admission.initial_limit_units: must lie within min and max")
+        if self.codel_target_s >= self.codel_interval_s:
+            raise ValueError("admission.codel_target_s: must be below codel_interval_s")
+        return self
+
+
 DEFAULT_TIERS = (
     Tier(name="enterprise", criticality="critical_plus"),
     Tier(name="api", criticality="critical"),
@@ -177,6 +211,7 @@ class Config(_Strict):
     store: StoreSettings = Field(default_factory=StoreSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     tiers: list[Tier] = Field(default_factory=lambda: list(DEFAULT_TIERS), min_length=1)
     tenants: list[Tenant] = Field(default_factory=list)
     models: list[Model] = Field(min_length=1)

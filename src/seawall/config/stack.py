@@ -23,20 +23,25 @@ from typing import Any
 from seawall.algorithms.breaker import CircuitBreaker
 from seawall.algorithms.ejection import EjectionGuard
 from seawall.algorithms.gcra import KeyedGcra
+from seawall.algorithms.limit import AimdLimit, Gradient2Limit, LimitAlgorithm, VegasLimit
+from seawall.algorithms.partition import PartitionedLimiter
 from seawall.algorithms.retry_budget import RetryBudget
 from seawall.auth.keys import KeyRefresher, NegativeCache
-from seawall.config.schema import Config
+from seawall.config.schema import AdmissionSettings, Config
 from seawall.core.compose import Handler, Policy, compose
 from seawall.core.errors import GatewayError, Overloaded
-from seawall.core.types import Operation, Request, Response
+from seawall.core.types import Criticality, Operation, Request, Response
 from seawall.edges.ledger import Ledger, LedgerRecord
+from seawall.edges.looplag import LoopLagMonitor
 from seawall.edges.metrics import GatewayMetrics
 from seawall.edges.stores.sqlite import SqliteKeyStore
 from seawall.edges.stores.sqlite_ledger import SqliteLedgerSink
 from seawall.edges.upstream import Upstream, UpstreamSettings, make_upstream
 from seawall.env import Clock, Rng, SystemClock, SystemRng
+from seawall.policies.admission import AdmissionPolicy
 from seawall.policies.auth import AuthPolicy
 from seawall.policies.deployment import DeploymentHandle
+from seawall.policies.gate import AdmissionGate, GateSettings
 from seawall.policies.observe import ObservePolicy
 from seawall.policies.route import ModelGroup, RetrySettings, Router
 
@@ -60,6 +65,8 @@ class Runtime:
     handler: Handler = field(default_factory=lambda: _not_started)
     upstreams: list[Upstream] = field(default_factory=list)
     ledger: Ledger | None = None
+    gates: dict[str, AdmissionGate] = field(default_factory=dict)
+    loop_lag: LoopLagMonitor | None = None
     _mocks: list[Any] = field(default_factory=list)
     _background: list[Any] = field(default_factory=list)
     started: bool = False
@@ -91,8 +98,55 @@ class Runtime:
             on_finish = ledger_recorder(self.ledger, self.clock)
         observe = ObservePolicy(self.metrics, clock=self.clock, on_finish=on_finish)
         policies: list[Policy] = [observe, self.auth]
+        if self.config.admission.enabled:
+            policies.append(self._admission(self.router))
         self.handler = compose(policies, self.router)
         self.started = True
+
+    def _admission(self, router: Router) -> AdmissionPolicy:
+        a = self.config.admission
+        shares = {Criticality.parse(k): v for k, v in a.shares.items()}
+        settings = GateSettings(a.queue_max_items, a.queue_max_units_ratio, a.max_queue_wait_s,
+                                a.codel_target_s, a.codel_interval_s)
+        self.gates = {
+            name: AdmissionGate(name, clock=self.clock, limit=make_limit(a), limiter=PartitionedLimiter(shares),
+                                settings=settings)
+            for name in router.groups
+        }
+        self.loop_lag = LoopLagMonitor()
+        self.loop_lag.start()
+        lag = self.loop_lag
+        gates = self.gates
+
+        def limits() -> dict[tuple[str, ...], float]:
+            return {(name,): g.limit.limit for name, g in gates.items()}
+
+        def inflight() -> dict[tuple[str, ...], float]:
+            return {(name, c.label): g.limiter.usage(c) for name, g in gates.items() for c in Criticality}
+
+        def queued() -> dict[tuple[str, ...], float]:
+            return {(name, c.label): float(g.queue.count(c)) for name, g in gates.items() for c in Criticality}
+
+        m = self.metrics
+        m.gauge_callback("seawall_admission_limit_units", "Current adaptive limit per model group "
+                         "(estimated tokens in flight).", ["group"], limits)
+        m.gauge_callback("seawall_admission_inflight_units", "Work in flight per group and criticality.",
+                         ["group", "criticality"], inflight)
+        m.gauge_callback("seawall_admission_queued", "Requests waiting for capacity.",
+                         ["group", "criticality"], queued)
+        m.gauge_callback("seawall_event_loop_lag_seconds", "How late the event loop runs timers.", [],
+                         lambda: {(): lag.lag_s})
+        return AdmissionPolicy(
+            self.gates, router, clock=self.clock, loop_lag_s=lambda: lag.lag_s,
+            lag_shed_s={Criticality.parse(k): v for k, v in a.loop_lag_shed_s.items()},
+            on_shed=m.on_shed, on_admit=m.on_admit,
+        )
+
+    def admission_state(self) -> dict[str, Any]:
+        return {
+            "loop_lag_s": round(self.loop_lag.lag_s, 4) if self.loop_lag else None,
+            "groups": {name: gate.state() for name, gate in self.gates.items()},
+        }
 
     def _register_gauges(self, router: Router) -> None:
         clock = self.clock
@@ -165,6 +219,8 @@ class Runtime:
             await runner.cleanup()
         if self.ledger is not None:
             await self.ledger.stop()
+        if self.loop_lag is not None:
+            await self.loop_lag.stop()
         self.started = False
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -184,6 +240,15 @@ class Runtime:
 
 async def _not_started(request: Request) -> Response:
     raise Overloaded("The gateway is starting.", reason="starting", retry_after_s=1.0)
+
+
+def make_limit(a: AdmissionSettings) -> LimitAlgorithm:
+    initial, low, high = a.initial_limit_units, a.min_limit_units, a.max_limit_units
+    if a.algorithm == "vegas":
+        return VegasLimit(initial_limit=initial, min_limit=low, max_limit=high)
+    if a.algorithm == "aimd":
+        return AimdLimit(initial_limit=initial, min_limit=low, max_limit=high)
+    return Gradient2Limit(initial_limit=initial, min_limit=low, max_limit=high)
 
 
 def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None = None) -> Runtime:

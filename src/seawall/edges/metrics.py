@@ -36,6 +36,14 @@ class GatewayMetrics:
                               ["deployment", "kind"], registry=r)
         self.auth_failures = Counter("seawall_auth_failures", "Failed authentications by reason.",
                                      ["reason"], registry=r)
+        self.admitted = Counter("seawall_admitted", "Requests admitted, by model group and criticality.",
+                                ["group", "criticality"], registry=r)
+        self.shed = Counter("seawall_shed", "Requests refused for capacity, by reason.",
+                            ["group", "criticality", "reason"], registry=r)
+        self.queue_delay = Histogram("seawall_admission_queue_delay_seconds",
+                                     "Time admitted requests waited for capacity.", ["group", "criticality"],
+                                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+                                     registry=r)
         self._children: dict[tuple[object, ...], object] = {}
 
     def _child(self, metric: object, *labels: str) -> object:
@@ -59,6 +67,13 @@ class GatewayMetrics:
 
     def gauge_in_flight(self, route: str, delta: int) -> None:
         self._child(self.in_flight, route).inc(delta)  # type: ignore[attr-defined]
+
+    def on_admit(self, group: str, criticality: str, queued_s: float) -> None:
+        self._child(self.admitted, group, criticality).inc()  # type: ignore[attr-defined]
+        self._child(self.queue_delay, group, criticality).observe(queued_s)  # type: ignore[attr-defined]
+
+    def on_shed(self, group: str, criticality: str, reason: str) -> None:
+        self._child(self.shed, group, criticality, reason).inc()  # type: ignore[attr-defined]
 
     def auth_failure(self, reason: str) -> None:
         self._child(self.auth_failures, reason).inc()  # type: ignore[attr-defined]

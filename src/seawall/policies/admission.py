@@ -1,0 +1,150 @@
+"""Admission: who gets the capacity when there is not enough for everyone.
+
+Position: after auth (the tier is known) and before route (nothing is sent yet). Per request:
+
+1. **Criticality.** The key's tier decides the entitlement; OpenAI's ``service_tier`` may lower it
+   (``flex`` -> sheddable, ``default``/``auto`` -> at most critical), never raise it.
+2. **Cheap rejects first, before the body is parsed.** If the event loop is lagging (the gateway's
+   own CPU is the bottleneck) the least critical traffic is refused at once, with thresholds that
+   rise with criticality; and if every gate is already refusing this criticality for capacity, the
+   request is refused without parsing its body.
+3. **The gate** of the request's model group: start, wait (bounded), or a typed 503.
+4. On completion, the gate gets its units back and one sample for the adaptive limit: latency to
+   the first byte (streams) or to the whole answer, or a *drop* when the upstream said 429 or timed
+   out. Upstream 429s therefore shrink the limit instead of reaching clients as a retry storm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+
+import msgspec
+
+from seawall.algorithms.outcome import Outcome
+from seawall.core.compose import Handler
+from seawall.core.errors import GatewayError, Overloaded
+from seawall.core.types import Criticality, Request, Response
+from seawall.env import Clock
+from seawall.policies.deployment import outcome_of
+from seawall.policies.gate import AdmissionGate, Ticket
+from seawall.policies.route import Router, work_units
+
+__all__ = ["AdmissionPolicy", "effective_criticality", "service_tier_of"]
+
+
+def effective_criticality(entitled: Criticality, service_tier: str | None) -> Criticality:
+    if service_tier == "flex":
+        return min(entitled, Criticality.SHEDDABLE)
+    if service_tier in (None, "priority"):
+        return entitled
+    return min(entitled, Criticality.CRITICAL)  # auto, default, scale
+
+
+def service_tier_of(crit: Criticality) -> str:
+    """The OpenAI ``service_tier`` a response reports for the criticality actually used."""
+    if crit is Criticality.CRITICAL_PLUS:
+        return "priority"
+    if crit is Criticality.SHEDDABLE:
+        return "flex"
+    return "default"
+
+
+class AdmissionPolicy:
+    def __init__(
+        self,
+        gates: Mapping[str, AdmissionGate],
+        router: Router,
+        *,
+        clock: Clock,
+        loop_lag_s: Callable[[], float] | None = None,
+        lag_shed_s: Mapping[Criticality, float] | None = None,
+        on_shed: Callable[[str, str, str], None] | None = None,
+        on_admit: Callable[[str, str, float], None] | None = None,
+    ) -> None:
+        self.gates = gates
+        self.router = router
+        self.clock = clock
+        self.loop_lag_s = loop_lag_s
+        self.lag_shed_s = dict(lag_shed_s or {})
+        self.on_shed = on_shed  # (group, criticality, reason) for metrics
+        self.on_admit = on_admit  # (group, criticality, queue delay in seconds)
+
+    def _shed(self, group: str, crit: Criticality, err: GatewayError) -> GatewayError:
+        if self.on_shed is not None:
+            self.on_shed(group, crit.label, err.reason)
+        return err
+
+    def _early(self, crit: Criticality) -> None:
+        """Refuse before parsing when the answer is already known from the tier alone."""
+        if self.loop_lag_s is not None:
+            threshold = self.lag_shed_s.get(crit)
+            lag = self.loop_lag_s()
+            if threshold is not None and lag > threshold:
+                raise self._shed("*", crit, Overloaded(
+                    "The gateway is overloaded; try again shortly.", reason="gateway_overload",
+                    retry_after_s=max(1.0, 10 * lag)))
+        if self.gates and crit < Criticality.CRITICAL_PLUS:
+            now = self.clock.now()
+            if all(gate.shedding(crit, now) for gate in self.gates.values()):
+                gate = next(iter(self.gates.values()))
+                raise self._shed("*", crit, Overloaded(
+                    "The service is at capacity; try again shortly.", reason="overload",
+                    retry_after_s=gate.retry_after_s(crit, 0.0)))
+
+    async def __call__(self, request: Request, next_handler: Handler) -> Response:
+        principal = request.principal
+        self._early(principal.criticality)
+        crit = effective_criticality(principal.criticality, request.payload.service_tier)
+        request.ctx.criticality = crit
+        group = self.router.resolve(request)
+        gate = self.gates.get(group.name)
+        if gate is None:
+            return await next_handler(request)
+        try:
+            ticket = await gate.acquire(crit, work_units(request), request.deadline)
+        except GatewayError as err:
+            raise self._shed(group.name, crit, err) from None
+        started = self.clock.now()
+        try:
+            response = await next_handler(request)
+        except BaseException as exc:
+            outcome = outcome_of(exc)
+            dropped = outcome is Outcome.OVERLOADED or getattr(exc, "error_kind", None) == "timeout"
+            gate.release(ticket, rtt_s=None, dropped=dropped)
+            raise
+        rtt_s = self.clock.now() - started
+        response.headers.append(("x-seawall-criticality", crit.label))
+        if self.on_admit is not None:
+            self.on_admit(group.name, crit.label, ticket.queued_s)
+        if response.stream is None:
+            if request.payload.service_tier is not None and request.api == "openai":
+                response.body = _with_service_tier(response.body, service_tier_of(crit))
+            gate.release(ticket, rtt_s=rtt_s, dropped=False)
+            return response
+        response.stream = self._release_after(response.stream, gate, ticket, rtt_s)
+        return response
+
+    async def _release_after(self, inner: AsyncIterator[bytes], gate: AdmissionGate, ticket: Ticket,
+                             ttfb_s: float) -> AsyncIterator[bytes]:
+        try:
+            async for item in inner:
+                yield item
+        finally:
+            aclose = getattr(inner, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            gate.release(ticket, rtt_s=ttfb_s, dropped=False)
+
+
+
+
+def _with_service_tier(body: bytes, tier: str) -> bytes:
+    """Report the service tier actually used (only when the client asked for one: it costs a parse)."""
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body
+    if not isinstance(data, dict):
+        return body
+    data["service_tier"] = tier
+    return msgspec.json.encode(data)

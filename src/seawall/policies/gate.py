@@ -1,0 +1,179 @@
+"""The admission gate of one model group: adaptive limit + partitioned shares + bounded queue.
+
+It acts on pure algorithms (``algorithms/limit.py``, ``partition.py``, ``queue.py``) and adds only
+what they cannot do: waiting. A request that fits starts at once. One that does not waits in a
+bounded queue ordered by criticality, for at most ``max_queue_wait_s`` and never past the point
+where its deadline could still be met; it is rejected *at once* when the drain rate says it could
+not start in time, when the queue is full of work at least as critical, or when CoDel sees a
+standing queue. Each rejection is a typed ``Overloaded`` with ``Retry-After`` derived from the
+drain rate and the reason (``overload``, ``deadline``, ``queue_delay``, ``displaced``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+
+from seawall.algorithms.limit import LimitAlgorithm
+from seawall.algorithms.partition import PartitionedLimiter
+from seawall.algorithms.queue import AdmissionQueue, CoDel, DrainRate, Waiting
+from seawall.core.errors import Overloaded
+from seawall.core.types import Criticality
+from seawall.env import Clock
+
+__all__ = ["AdmissionGate", "GateSettings", "Ticket"]
+
+MAX_RETRY_AFTER_S = 60.0
+MIN_RETRY_AFTER_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    queue_max_items: int = 1024
+    queue_max_units_ratio: float = 2.0  # queued work at most this many times the current limit
+    max_queue_wait_s: float = 2.0
+    codel_target_s: float = 0.05
+    codel_interval_s: float = 0.5
+    min_service_s: float = 0.0  # expected fastest service time, for the deadline check
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    criticality: Criticality
+    units: float
+    started_s: float
+    queued_s: float  # time spent waiting before it started
+
+
+class AdmissionGate:
+    def __init__(self, name: str, *, clock: Clock, limit: LimitAlgorithm, limiter: PartitionedLimiter,
+                 settings: GateSettings | None = None) -> None:
+        self.name = name
+        self.clock = clock
+        self.limit = limit
+        self.limiter = limiter
+        self.settings = s = settings or GateSettings()
+        self.queue: AdmissionQueue[asyncio.Future[Ticket]] = AdmissionQueue(
+            s.queue_max_items, max(1.0, s.queue_max_units_ratio * limit.limit))
+        self.codel = CoDel(s.codel_target_s, s.codel_interval_s)
+        self.drain = DrainRate()
+        self.last_full_reject_s = [-math.inf] * len(Criticality)
+
+    # -- admission --------------------------------------------------------------------------
+    def retry_after_s(self, crit: Criticality, units: float) -> float:
+        now = self.clock.now()
+        overshoot = max(0.0, self.limiter.inflight - self.limit.limit)
+        ahead = self.queue.units_at_or_above(crit) + units + overshoot
+        wait = self.drain.seconds_to_drain(ahead, now)
+        return min(MAX_RETRY_AFTER_S, max(MIN_RETRY_AFTER_S, wait if math.isfinite(wait) else 1.0))
+
+    def _reject(self, crit: Criticality, units: float, reason: str, message: str) -> Overloaded:
+        if reason in ("overload", "queue_delay"):
+            self.last_full_reject_s[crit] = self.clock.now()
+        return Overloaded(message, reason=reason, retry_after_s=self.retry_after_s(crit, units))
+
+    async def acquire(self, crit: Criticality, units: float, deadline_s: float) -> Ticket:
+        """Start now, wait (bounded), or raise :class:`Overloaded` at once."""
+        now = self.clock.now()
+        limit = self.limit.limit
+        if self.queue.units_at_or_above(crit) <= 0 and self.limiter.try_acquire(crit, units, limit):
+            return Ticket(crit, units, now, 0.0)
+        s = self.settings
+        wait_s = self.queue.estimated_wait_s(crit, self.drain.units_per_s(now), units)
+        if now + min(wait_s, s.max_queue_wait_s) + s.min_service_s >= deadline_s:
+            raise self._reject(crit, units, "deadline",
+                               "The service is at capacity and this request could not start before its "
+                               "deadline.")
+        if wait_s > s.max_queue_wait_s and len(self.queue) > 0:
+            raise self._reject(crit, units, "overload", "The service is at capacity; try again shortly.")
+        self.queue.max_units = max(units, s.queue_max_units_ratio * limit)
+        future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
+        queue_deadline = min(deadline_s - s.min_service_s, now + s.max_queue_wait_s)
+        pushed = self.queue.push(future, crit, units, queue_deadline, now)
+        for victim in pushed.evicted:
+            self._fail(victim, self._reject(victim.criticality, victim.units, "displaced",
+                                            "Displaced by more critical work; try again shortly."))
+        if not pushed.accepted:
+            raise self._reject(crit, units, "overload", "The service is at capacity; try again shortly.")
+        # Wait for a start, or for the queue deadline on the injected clock (not the loop's), so the
+        # gate runs the same on a fake clock in tests.
+        timer = asyncio.ensure_future(self.clock.sleep(max(0.0, queue_deadline - now)))
+        try:
+            await asyncio.wait((future, timer), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self.release(future.result(), rtt_s=None, dropped=False)  # started as we were cancelled
+            future.cancel()
+            raise
+        finally:
+            timer.cancel()
+        if not future.done():
+            self._dispatch()  # expires it (and anything else overdue)
+        if not future.done():
+            future.cancel()
+            raise self._reject(crit, units, "queue_timeout",
+                               "The request waited for capacity until its time ran out.")
+        return future.result()
+
+    def release(self, ticket: Ticket, *, rtt_s: float | None, dropped: bool) -> None:
+        """Give back a ticket's units; feed the limit one latency sample (or a drop) and start waiters."""
+        now = self.clock.now()
+        inflight = self.limiter.inflight
+        self.limiter.release(ticket.criticality, ticket.units)
+        self.drain.on_complete(now, ticket.units)
+        if rtt_s is not None or dropped:
+            self.limit.on_sample(now, rtt_s if rtt_s is not None else 0.0, inflight, dropped)
+        self._dispatch()
+
+    # -- the queue ----------------------------------------------------------------------------
+    def _fail(self, waiting: Waiting[asyncio.Future[Ticket]], exc: Exception) -> None:
+        if not waiting.item.done():
+            waiting.item.set_exception(exc)
+
+    def _dispatch(self) -> None:
+        now = self.clock.now()
+        for expired in self.queue.expire(now):
+            self._fail(expired, self._reject(expired.criticality, expired.units, "queue_timeout",
+                                             "The request waited for capacity until its time ran out."))
+        limit = self.limit.limit
+        limiter = self.limiter
+        while len(self.queue):
+            waiting = self.queue.pop_ready(lambda c, u: limiter.try_acquire(c, u, limit), now,
+                                           lifo=self.codel.dropping)
+            if waiting is None:
+                break
+            if waiting.item.done():  # its caller gave up while waiting
+                limiter.release(waiting.criticality, waiting.units)
+                continue
+            sojourn = waiting.sojourn_s(now)
+            if self.codel.on_dequeue(now, sojourn):
+                limiter.release(waiting.criticality, waiting.units)
+                self._fail(waiting, self._reject(waiting.criticality, waiting.units, "queue_delay",
+                                                 "The service is overloaded; try again shortly."))
+                continue
+            waiting.item.set_result(Ticket(waiting.criticality, waiting.units, now, sojourn))
+        if not len(self.queue):
+            self.codel.on_empty()
+
+    def shedding(self, crit: Criticality, now_s: float, window_s: float = 0.25) -> bool:
+        """True if work at ``crit`` was refused for capacity within the last ``window_s``."""
+        return now_s - self.last_full_reject_s[crit] < window_s and len(self.queue) > 0
+
+    def state(self) -> dict[str, object]:
+        limit = self.limit.limit
+        now = self.clock.now()
+        return {
+            "limit_units": round(limit, 1),
+            "inflight_units": round(self.limiter.inflight, 1),
+            "queued": len(self.queue),
+            "queued_units": round(self.queue.units, 1),
+            "drain_units_per_s": round(self.drain.units_per_s(now), 1),
+            "codel_dropping": self.codel.dropping,
+            "by_criticality": {
+                c.label: {"inflight_units": round(self.limiter.usage(c), 1),
+                          "reserved_units": round(self.limiter.reserved(c, limit), 1),
+                          "queued": self.queue.count(c)}
+                for c in reversed(Criticality)
+            },
+        }
