@@ -171,7 +171,7 @@ class _WindowedLimit:
             window = self._window = _Window(now_s)
         if dropped or self._is_drop(rtt_s):
             window.dropped = True
-            self._cut(now_s, rtt_s)
+            self._cut(now_s, rtt_s, inflight)
             return self.limit
         if not rtt_s > 0.0:  # zero, negative or NaN: a broken measurement, not a signal
             return self.limit
@@ -214,11 +214,15 @@ class _WindowedLimit:
             self._probe_ref_limit = self._limit
             self._on_probe(probe.rtt_avg_s, self._probe_may_raise)
 
-    def _cut(self, now_s: float, rtt_s: float) -> None:
+    def _cut(self, now_s: float, rtt_s: float, inflight: float) -> None:
+        """Multiplicative decrease, from the work that was in flight when the drop happened if that
+        was below the limit: an upstream that refuses at capacity has just said where its capacity
+        is, so a limit far above it (a cold start) comes down in one step, not dozens."""
         started_s = now_s - rtt_s if rtt_s > 0.0 else now_s
         hold_s = max(self.window_s, self._srtt_s)
         if started_s >= self._backoff_at_s and now_s >= self._backoff_at_s + hold_s:
-            self._limit = self._clamp(self._limit * self.backoff_ratio)
+            base = min(self._limit, inflight) if inflight > 0 else self._limit
+            self._limit = self._clamp(base * self.backoff_ratio)
             self._backoff_at_s = now_s
 
     def _app_limited(self, window: _Window) -> bool:

@@ -176,13 +176,13 @@ class AdmissionSettings(_Strict):
 
     enabled: bool = True
     algorithm: Literal["gradient2", "vegas", "aimd"] = "gradient2"
-    initial_limit_units: float = Field(50_000, gt=0)
+    initial_limit_units: float = Field(4096, gt=0)
     min_limit_units: float = Field(256, gt=0)
     max_limit_units: float = Field(10_000_000, gt=0)
     shares: dict[_CRITICALITIES, float] = Field(default_factory=lambda: dict(_DEFAULT_SHARES))
     queue_max_items: int = Field(1024, ge=1)
     queue_max_units_ratio: float = Field(2.0, gt=0)
-    max_queue_wait_s: float = Field(2.0, ge=0)
+    max_queue_wait_s: float = Field(0.5, ge=0, description="longest wait for capacity before a 503")
     codel_target_s: float = Field(0.05, gt=0)
     codel_interval_s: float = Field(0.5, gt=0)
     loop_lag_shed_s: dict[_CRITICALITIES, float] = Field(default_factory=lambda: dict(_DEFAULT_LAG_SHED_S))

@@ -27,7 +27,7 @@ from seawall.core.types import Criticality, Request, Response
 from seawall.env import Clock
 from seawall.policies.deployment import outcome_of
 from seawall.policies.gate import AdmissionGate, Ticket
-from seawall.policies.route import Router, work_units
+from seawall.policies.route import Router, client_retry_count, work_units
 
 __all__ = ["AdmissionPolicy", "effective_criticality", "service_tier_of"]
 
@@ -60,6 +60,7 @@ class AdmissionPolicy:
         lag_shed_s: Mapping[Criticality, float] | None = None,
         on_shed: Callable[[str, str, str], None] | None = None,
         on_admit: Callable[[str, str, float], None] | None = None,
+        max_requeues: int = 2,
     ) -> None:
         self.gates = gates
         self.router = router
@@ -68,6 +69,7 @@ class AdmissionPolicy:
         self.lag_shed_s = dict(lag_shed_s or {})
         self.on_shed = on_shed  # (group, criticality, reason) for metrics
         self.on_admit = on_admit  # (group, criticality, queue delay in seconds)
+        self.max_requeues = max_requeues
 
     def _shed(self, group: str, crit: Criticality, err: GatewayError) -> GatewayError:
         if self.on_shed is not None:
@@ -83,9 +85,9 @@ class AdmissionPolicy:
                 raise self._shed("*", crit, Overloaded(
                     "The gateway is overloaded; try again shortly.", reason="gateway_overload",
                     retry_after_s=max(1.0, 10 * lag)))
-        if self.gates and crit < Criticality.CRITICAL_PLUS:
+        if self.gates and crit < Criticality.CRITICAL:
             now = self.clock.now()
-            if all(gate.shedding(crit, now) for gate in self.gates.values()):
+            if all(gate.saturated(crit, now) and len(gate.queue) > 0 for gate in self.gates.values()):
                 gate = next(iter(self.gates.values()))
                 raise self._shed("*", crit, Overloaded(
                     "The service is at capacity; try again shortly.", reason="overload",
@@ -100,18 +102,30 @@ class AdmissionPolicy:
         gate = self.gates.get(group.name)
         if gate is None:
             return await next_handler(request)
-        try:
-            ticket = await gate.acquire(crit, work_units(request), request.deadline)
-        except GatewayError as err:
-            raise self._shed(group.name, crit, err) from None
-        started = self.clock.now()
-        try:
-            response = await next_handler(request)
-        except BaseException as exc:
-            outcome = outcome_of(exc)
-            dropped = outcome is Outcome.OVERLOADED or getattr(exc, "error_kind", None) == "timeout"
-            gate.release(ticket, rtt_s=None, dropped=dropped)
-            raise
+        units = work_units(request)
+        requeues = 0
+        while True:
+            try:
+                ticket = await gate.acquire(crit, units, request.deadline)
+            except GatewayError as err:
+                raise self._shed(group.name, crit, err) from None
+            started = self.clock.now()
+            try:
+                response = await next_handler(request)
+                break
+            except GatewayError as exc:
+                outcome = outcome_of(exc)
+                dropped = outcome is Outcome.OVERLOADED or exc.error_kind == "timeout"
+                gate.release(ticket, rtt_s=None, dropped=dropped)
+                # The upstream refused for capacity: the limit just shrank, so wait in the queue for
+                # real capacity instead of bouncing the 429 back (at most twice, from the budget).
+                if (outcome is not Outcome.OVERLOADED or requeues >= self.max_requeues
+                        or not self.router.budget.try_retry(self.clock.now(), client_retry_count(request))):
+                    raise
+                requeues += 1
+            except BaseException as exc:
+                gate.release(ticket, rtt_s=None, dropped=getattr(exc, "error_kind", None) == "timeout")
+                raise
         rtt_s = self.clock.now() - started
         response.headers.append(("x-seawall-criticality", crit.label))
         if self.on_admit is not None:

@@ -24,6 +24,7 @@ from seawall.env import Clock
 
 __all__ = ["AdmissionGate", "GateSettings", "Ticket"]
 
+_SATURATING = frozenset({"overload", "queue_delay", "queue_timeout", "displaced"})
 MAX_RETRY_AFTER_S = 60.0
 MIN_RETRY_AFTER_S = 0.25
 
@@ -32,10 +33,16 @@ MIN_RETRY_AFTER_S = 0.25
 class GateSettings:
     queue_max_items: int = 1024
     queue_max_units_ratio: float = 2.0  # queued work at most this many times the current limit
-    max_queue_wait_s: float = 2.0
+    max_queue_wait_s: float = 0.5
     codel_target_s: float = 0.05
     codel_interval_s: float = 0.5
     min_service_s: float = 0.0  # expected fastest service time, for the deadline check
+    # False (default): the total in flight never exceeds the limit; a higher criticality reclaims
+    # what lower ones borrowed by starting first when the next unit of work finishes (a short wait
+    # at the head of the queue). True: it starts at once and the total overshoots until the
+    # borrowers finish (see algorithms/partition.py) — only for upstreams that queue, not refuse.
+    overshoot: bool = False
+    saturation_hold_s: float = 1.0  # see AdmissionGate.saturated
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +76,35 @@ class AdmissionGate:
         return min(MAX_RETRY_AFTER_S, max(MIN_RETRY_AFTER_S, wait if math.isfinite(wait) else 1.0))
 
     def _reject(self, crit: Criticality, units: float, reason: str, message: str) -> Overloaded:
-        if reason in ("overload", "queue_delay"):
+        if reason in _SATURATING:
             self.last_full_reject_s[crit] = self.clock.now()
         return Overloaded(message, reason=reason, retry_after_s=self.retry_after_s(crit, units))
+
+    def saturated(self, crit: Criticality, now_s: float) -> bool:
+        """Work at ``crit`` (or above) was refused for capacity within ``saturation_hold_s``.
+
+        Then a request at ``crit`` that cannot start at once is refused at once instead of
+        queueing: under sustained overload it would only wait for its timeout, and an honest
+        rejection in a millisecond beats one after half a second. Critical tiers are never
+        saturated: they always get their place at the head of the queue.
+        """
+        if crit >= Criticality.CRITICAL:
+            return False
+        hold_s = self.settings.saturation_hold_s
+        return any(now_s - self.last_full_reject_s[c] < hold_s for c in range(crit, Criticality.CRITICAL))
 
     async def acquire(self, crit: Criticality, units: float, deadline_s: float) -> Ticket:
         """Start now, wait (bounded), or raise :class:`Overloaded` at once."""
         now = self.clock.now()
         limit = self.limit.limit
-        if self.queue.units_at_or_above(crit) <= 0 and self.limiter.try_acquire(crit, units, limit):
+        if self.queue.units_at_or_above(crit) <= 0 and self._try_start(crit, units, limit):
             return Ticket(crit, units, now, 0.0)
         s = self.settings
+        if self.saturated(crit, now):
+            if self.queue.units_at_or_above(crit) > 0:
+                self.last_full_reject_s[crit] = now  # still a line ahead: the overload goes on
+            raise Overloaded("The service is at capacity; try again shortly.", reason="overload",
+                             retry_after_s=self.retry_after_s(crit, units))
         wait_s = self.queue.estimated_wait_s(crit, self.drain.units_per_s(now), units)
         if not math.isfinite(wait_s):
             wait_s = 0.0  # nothing has drained yet: no evidence to refuse on; the wait stays bounded
@@ -128,6 +153,12 @@ class AdmissionGate:
             self.limit.on_sample(now, rtt_s if rtt_s is not None else 0.0, inflight, dropped)
         self._dispatch()
 
+    def _try_start(self, crit: Criticality, units: float, limit: float) -> bool:
+        limiter = self.limiter
+        if not self.settings.overshoot and limiter.inflight > 0 and limiter.inflight + units > limit:
+            return False
+        return limiter.try_acquire(crit, units, limit)
+
     # -- the queue ----------------------------------------------------------------------------
     def _fail(self, waiting: Waiting[asyncio.Future[Ticket]], exc: Exception) -> None:
         if not waiting.item.done():
@@ -141,7 +172,7 @@ class AdmissionGate:
         limit = self.limit.limit
         limiter = self.limiter
         while len(self.queue):
-            waiting = self.queue.pop_ready(lambda c, u: limiter.try_acquire(c, u, limit), now,
+            waiting = self.queue.pop_ready(lambda c, u: self._try_start(c, u, limit), now,
                                            lifo=self.codel.dropping)
             if waiting is None:
                 break
@@ -149,7 +180,9 @@ class AdmissionGate:
                 limiter.release(waiting.criticality, waiting.units)
                 continue
             sojourn = waiting.sojourn_s(now)
-            if self.codel.on_dequeue(now, sojourn):
+            # CoDel sheds a standing queue from the sheddable tiers only: critical work is dequeued
+            # first, so its own wait is short; dropping it would shed the traffic that matters.
+            if waiting.criticality < Criticality.CRITICAL and self.codel.on_dequeue(now, sojourn):
                 limiter.release(waiting.criticality, waiting.units)
                 self._fail(waiting, self._reject(waiting.criticality, waiting.units, "queue_delay",
                                                  "The service is overloaded; try again shortly."))
@@ -158,9 +191,6 @@ class AdmissionGate:
         if not len(self.queue):
             self.codel.on_empty()
 
-    def shedding(self, crit: Criticality, now_s: float, window_s: float = 0.25) -> bool:
-        """True if work at ``crit`` was refused for capacity within the last ``window_s``."""
-        return now_s - self.last_full_reject_s[crit] < window_s and len(self.queue) > 0
 
     def state(self) -> dict[str, object]:
         limit = self.limit.limit

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from seawall.algorithms.backoff import full_jitter
 from seawall.algorithms.balancer import Candidate, failover_order, least_inflight, peak_ewma_p2c, weighted
 from seawall.algorithms.ejection import EjectionGuard, Member
+from seawall.algorithms.outcome import Outcome
 from seawall.algorithms.retry_budget import RetryBudget
 from seawall.core.errors import GatewayError, InvalidRequest, ModelNotFound, Overloaded, PermissionDenied
 from seawall.core.types import Operation, Request, Response
@@ -115,10 +116,15 @@ class Router:
         units = work_units(request)
         client_retries = client_retry_count(request)
         last: GatewayError | None = None
+        overloaded: set[str] = set()
         sent = 0
-        for dep in order:
+        # Each deployment in failover order; with fewer deployments than attempts, round again
+        # (after a backoff), except to one that said 429: the admission layer owns that wait.
+        for dep in (order * self.retry.max_attempts)[: max(len(order), self.retry.max_attempts)]:
             if sent >= self.retry.max_attempts:
                 break
+            if dep.name in overloaded:
+                continue
             if sent > 0:
                 if self.clock.now() >= request.deadline:
                     break
@@ -141,8 +147,11 @@ class Router:
                     continue  # nothing was sent; costs no attempt and no budget
                 sent += 1
                 request.ctx.attempts = sent
-                if not outcome_of(err).retryable:
+                outcome = outcome_of(err)
+                if not outcome.retryable:
                     raise
+                if outcome is Outcome.OVERLOADED:
+                    overloaded.add(dep.name)
                 continue
             request.ctx.attempts = sent + 1
             return response

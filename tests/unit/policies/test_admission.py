@@ -48,21 +48,30 @@ async def test_starts_at_once_while_it_fits():
     assert all(t.queued_s == 0 for t in tickets) and g.limiter.inflight == 90
 
 
-async def test_critical_reclaims_what_sheddable_borrowed_and_sheddable_waits():
+async def test_critical_reclaims_borrowed_capacity_first_without_exceeding_the_limit():
     clock = FakeClock()
     g = gate(clock, max_queue_wait_s=5)
-    held = [await g.acquire(C.SHEDDABLE, 25, clock.now() + 60) for _ in range(4)]  # 100 units: all of it
-    crit = await g.acquire(C.CRITICAL, 25, clock.now() + 60)  # its own reserve, at once
-    assert crit.queued_s == 0
-    waiter = asyncio.ensure_future(g.acquire(C.SHEDDABLE, 25, clock.now() + 60))
+    held = [await g.acquire(C.SHEDDABLE, 25, clock.now() + 60) for _ in range(4)]  # borrowed all 100
+    later_sheddable = asyncio.ensure_future(g.acquire(C.SHEDDABLE, 25, clock.now() + 60))
     await asyncio.sleep(0)
-    assert len(g.queue) == 1 and not waiter.done()
-    clock.advance(0.5)
-    g.release(held[0], rtt_s=0.5, dropped=False)
-    g.release(held[1], rtt_s=0.5, dropped=False)
-    g.release(crit, rtt_s=0.5, dropped=False)
-    ticket = await waiter
-    assert ticket.queued_s == pytest.approx(0.5)
+    crit = asyncio.ensure_future(g.acquire(C.CRITICAL, 25, clock.now() + 60))
+    await asyncio.sleep(0)
+    assert not crit.done() and g.limiter.inflight == 100  # never above the limit
+    clock.advance(0.05)
+    g.release(held[0], rtt_s=0.2, dropped=False)
+    ticket = await crit  # the first capacity that frees goes to the critical request
+    assert ticket.queued_s == pytest.approx(0.05) and not later_sheddable.done()
+    g.release(held[1], rtt_s=0.2, dropped=False)
+    assert (await later_sheddable).criticality is C.SHEDDABLE
+
+
+async def test_overshoot_mode_reclaims_at_once():
+    clock = FakeClock()
+    g = gate(clock, overshoot=True)
+    for _ in range(4):
+        await g.acquire(C.SHEDDABLE, 25, clock.now() + 60)
+    crit = await g.acquire(C.CRITICAL, 25, clock.now() + 60)  # its own reserve, at once
+    assert crit.queued_s == 0 and g.limiter.inflight == 125
 
 
 async def test_queue_releases_in_criticality_order():

@@ -1,0 +1,256 @@
+"""A news-driven surge against one upstream with fixed capacity: seawall vs a naive configuration.
+
+The mock upstream serves at most ``--capacity`` requests at once, each taking ``--latency-s``
+(beyond that it answers 429 at once, like a hosted provider). Open-loop load, 10% critical, 30%
+sheddable_plus and 60% sheddable, steps through 1x, 3x, 10x and 50x of the upstream's capacity and
+back to 1x. The same load runs through seawall with admission control and through a naive
+configuration (admission off, single attempt): a pass-through that forwards everything.
+
+Reported per configuration, step and tier: success rate, p50/p99 latency of successes, shed (429/
+503) response p99, goodput as a fraction of upstream capacity, gateway RSS, and the time after the
+surge until the admission limit and the success rates are back to normal.
+
+The defaults are scaled to what one 2-core machine can offer *and* absorb: 8 in flight x 200 ms =
+40 req/s of capacity, so 50x is 2,000 req/s of offered load (the load generator, the gateway and
+the mock share the two cores).
+
+    python bench/surge.py [--capacity 8] [--latency-s 0.2] [--step-s 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _lab import pct, start_gateway, start_mock, table, write_results
+
+TIERS = (("critical", "api", 0.10), ("sheddable_plus", "plus", 0.30), ("sheddable", "free", 0.60))
+BODY = b'{"model":"chat","messages":[{"role":"user","content":"What happened today?"}],"max_tokens":32}'
+
+CONFIG = """
+server: {port: {port}, admin_key_env: SEAWALL_BENCH_ADMIN}
+store: {sqlite_path: "{workdir}/seawall.db", ledger_spill_path: "{workdir}/spill.jsonl"}
+models:
+  - name: chat
+    deployments: [{base_url: "MOCK/v1", max_connections: 4096}]
+ADMISSION
+"""
+UNITS_PER_REQUEST = len(BODY) // 4 + 32  # the gateway's estimate: prompt bytes / 4 + max_tokens
+SEAWALL = "admission: {enabled: true, initial_limit_units: 1000}\n"
+NAIVE = ("admission: {enabled: false}\n"
+         "resilience: {max_attempts: 1, breaker: {consecutive_failures: 1000000, min_requests: 1000000}}\n")
+
+
+@dataclass
+class Bucket:
+    ok: list[float] = field(default_factory=list)
+    shed: list[float] = field(default_factory=list)
+    failed: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def sent(self) -> int:
+        return len(self.ok) + len(self.shed) + self.failed
+
+
+async def run_load(url: str, keys: dict[str, str], steps: list[tuple[str, float, float]], admin_key: str,
+                   gw_url: str, gw_rss, rate_of, seed: int = 7) -> tuple[dict, list, list]:
+    rng = random.Random(seed)
+    results: dict[tuple[str, str], Bucket] = {}
+    timeline: list[tuple[float, str, float, int]] = []  # (t, tier, latency, status) for recovery analysis
+    samples: list[tuple[float, float, float]] = []  # (t, limit_units, rss_mb)
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=30)
+    start = time.monotonic()
+
+    async def one(step: str, tier: str, key: str) -> None:
+        t0 = time.perf_counter()
+        status = 0
+        try:
+            async with session.post(url, data=BODY, headers={"authorization": f"Bearer {key}",
+                                                             "content-type": "application/json"}) as r:
+                await r.read()
+                status = r.status
+                reason = r.headers.get("x-seawall-reason", "")
+        except (TimeoutError, aiohttp.ClientError):
+            status, reason = 0, "client_error"
+        latency = time.perf_counter() - t0
+        b = results.setdefault((step, tier), Bucket())
+        label = f"{status} {reason}".strip()
+        b.statuses[label] = b.statuses.get(label, 0) + 1
+        if status == 200:
+            b.ok.append(latency)
+        elif status in (429, 503):
+            b.shed.append(latency)
+        else:
+            b.failed += 1
+        timeline.append((time.monotonic() - start, tier, latency, status))
+
+    async def watch() -> None:
+        while True:
+            try:
+                state = await asyncio.to_thread(_admission_state, gw_url, admin_key)
+                limit = state["groups"]["chat"]["limit_units"] if state["groups"] else float("nan")
+            except Exception:
+                limit = float("nan")
+            samples.append((time.monotonic() - start, limit, gw_rss()))
+            await asyncio.sleep(0.5)
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        watcher = asyncio.create_task(watch())
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def arrivals(step: str, tier: str, key: str, rate: float, duration: float) -> None:
+            step_start = time.monotonic()
+            n = 0
+            phase = rng.random() / rate  # tiers do not arrive in lock step
+            while True:
+                at = step_start + phase + n / rate
+                if at - step_start >= duration:
+                    return
+                await asyncio.sleep(max(0.0, at - time.monotonic()))
+                n += 1
+                t = asyncio.create_task(one(step, tier, key))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+
+        for step, multiplier, duration in steps:
+            await asyncio.gather(*(arrivals(step, tier, keys[key_name], rate_of(tier, multiplier), duration)
+                                   for tier, key_name, _ in TIERS))
+        if tasks:
+            await asyncio.wait(tasks, timeout=35)
+        watcher.cancel()
+    return results, timeline, samples
+
+
+def _admission_state(gw_url: str, admin_key: str) -> dict:
+    req = urllib.request.Request(gw_url + "/admin/admission", headers={"authorization": f"Bearer {admin_key}"})
+    with urllib.request.urlopen(req, timeout=2) as resp:
+        return json.load(resp)
+
+
+def recovery_s(timeline, samples, surge_end_s: float, base_limit: float) -> tuple[float, float]:
+    """Seconds after the surge until (a) the limit is within 20% of its pre-surge value and (b) every
+    tier's rolling 1-second success rate is >= 99%."""
+    limit_t = next((t for t, lim, _ in samples if t >= surge_end_s and abs(lim - base_limit) <= 0.2 * base_limit),
+                   float("nan"))
+    ok_t = float("nan")
+    after = [e for e in timeline if e[0] >= surge_end_s]
+    t = surge_end_s
+    while after and t < after[-1][0]:
+        window = [e for e in after if t <= e[0] < t + 1.0]
+        if window and all(
+            sum(1 for e in window if e[1] == tier and e[3] == 200) >= 0.99 * sum(1 for e in window if e[1] == tier)
+            for tier, _, _ in TIERS
+        ):
+            ok_t = t
+            break
+        t += 0.25
+    return limit_t - surge_end_s, ok_t - surge_end_s
+
+
+async def run(args: argparse.Namespace) -> str:
+    capacity_rps = args.capacity / args.latency_s
+    step_s = 3.0 if args.quick else args.step_s
+    steps = [("1x", 1, step_s), ("3x", 3, step_s), ("10x", 10, step_s), ("50x", 50, step_s),
+             ("back to 1x", 1, 2 * step_s)]
+    shares = {tier: share for tier, _, share in TIERS}
+
+    def rate_of(tier: str, multiplier: float) -> float:
+        # The surge is consumer traffic: critical (API) traffic stays at its normal share.
+        return shares[tier] * capacity_rps * (1 if tier == "critical" else multiplier)
+    surge_end = sum(d for _, _, d in steps[:-1])
+    os.environ["SEAWALL_BENCH_ADMIN"] = admin = "sw-admin-bench-" + os.urandom(8).hex()
+    out = []
+    verdict_rows = []
+    for name, admission in (("seawall", SEAWALL), ("naive", NAIVE)):
+        mock = start_mock("--base-latency-s", str(args.latency_s), "--tokens-per-s", "0",
+                          "--max-in-flight", str(args.capacity), "--completion-tokens", "8")
+        workdir = Path(tempfile.mkdtemp(prefix=f"seawall-surge-{name}-"))
+        gw, keys = start_gateway(CONFIG.replace("MOCK", mock.url).replace("ADMISSION", admission), workdir,
+                                 tiers=[("api", "api"), ("plus", "plus"), ("free", "free")])
+        try:
+            results, timeline, samples = await run_load(gw.url + "/v1/chat/completions", keys, steps, admin,
+                                                        gw.url, gw.rss_mb, rate_of)
+        finally:
+            gw.stop()
+            mock.stop()
+        rows = []
+        for step, _, duration in steps:
+            total_ok = sum(len(results.get((step, t), Bucket()).ok) for t, _, _ in TIERS)
+            for tier, _, _ in TIERS:
+                b = results.get((step, tier), Bucket())
+                succ = 100 * len(b.ok) / b.sent if b.sent else float("nan")
+                rows.append([step, tier, b.sent, f"{succ:.2f}%", pct(b.ok, 0.5) * 1000, pct(b.ok, 0.99) * 1000,
+                             pct(b.shed, 0.99) * 1000, b.failed])
+            rows.append([step, "all", "", f"goodput {100 * total_ok / duration / capacity_rps:.0f}% of capacity",
+                         "", "", "", ""])
+        pre = [lim for t, lim, _ in samples if step_s * 0.5 <= t < step_s]
+        base_limit = sorted(pre)[len(pre) // 2] if pre else float("nan")
+        lim_rec, ok_rec = recovery_s(timeline, samples, surge_end, base_limit)
+        rss = [r for _, _, r in samples]
+        rss_by_step = {}
+        limit_by_step = {}
+        t0 = 0.0
+        for step, _, d in steps:
+            vals = [r for t, _, r in samples if t0 <= t < t0 + d]
+            rss_by_step[step] = max(vals) if vals else float("nan")
+            lims = sorted(lim for t, lim, _ in samples if t0 <= t < t0 + d and lim == lim)
+            limit_by_step[step] = lims[len(lims) // 2] if lims else float("nan")
+            t0 += d
+        out.append(f"### {name}\n\n" + table(
+            ["step", "tier", "sent", "success", "p50 ms", "p99 ms", "shed p99 ms", "other failures"], rows)
+            + "\n\nGateway RSS by step (MB): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in rss_by_step.items())
+            + f" (max {max(rss):.0f}). Median adaptive limit by step (work units; one request = "
+              f"{UNITS_PER_REQUEST} units, capacity = {args.capacity * UNITS_PER_REQUEST}): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in limit_by_step.items())
+            + f". Recovery after the surge: limit back within 20% in {lim_rec:.1f} s, "
+              f"all tiers >= 99% success in {ok_rec:.1f} s.")
+        crit = {s: results.get((s, "critical"), Bucket()) for s, _, _ in steps}
+        unloaded_p99 = pct(crit["1x"].ok, 0.99)
+        for step in ("10x", "50x"):
+            b = crit[step]
+            sheds = [x for s, _, _ in steps for t, _, _ in TIERS for x in results.get((s, t), Bucket()).shed]
+            verdict_rows.append([name, step, f"{100 * len(b.ok) / max(1, b.sent):.2f}%",
+                                 f"{pct(b.ok, 0.99) / unloaded_p99:.2f}x" if unloaded_p99 == unloaded_p99 else "",
+                                 f"{pct(sheds, 0.99) * 1000:.1f}", dict(sorted(b.statuses.items()))])
+    header = (f"Upstream capacity {args.capacity} in flight x {args.latency_s * 1000:.0f} ms = {capacity_rps:.0f} "
+              f"req/s; steps of {step_s:.0f} s at 1x/3x/10x/50x then 1x for {2 * step_s:.0f} s. At 1x the load is "
+              "10% critical / 30% sheddable_plus / 60% sheddable of capacity; the surge multiplies the consumer "
+              "(sheddable) traffic while critical API traffic stays at its 10% (at 50x: 45x capacity offered). "
+              "Open loop; clients do not retry.")
+    summary = "### Critical traffic under surge\n\n" + table(
+        ["config", "step", "critical success", "critical p99 / unloaded p99", "shed p99 ms (all)",
+         "critical statuses"], verdict_rows)
+    return header + "\n\n" + summary + "\n\n" + "\n\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--capacity", type=int, default=8)
+    parser.add_argument("--latency-s", type=float, default=0.2)
+    parser.add_argument("--step-s", type=float, default=10.0)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    body = asyncio.run(run(args))
+    print(body)
+    if not args.quick:
+        write_results("surge", "Surge: seawall vs naive (bench/surge.py)", body, sys.argv)
+
+
+if __name__ == "__main__":
+    main()
