@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -184,13 +185,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(_config_arg(args))
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
+    lane = None
+    if args.lane is not None:
+        lane = next((ln for ln in config.server.lanes if ln.name == args.lane), None)
+        if lane is None:
+            print(f"seawall: no lane named {args.lane!r} in the config", file=sys.stderr)
+            return 2
+        port = lane.port
     try:
         runtime = build_runtime(config)
     except ValueError as exc:
         print(f"seawall: invalid config: {exc}", file=sys.stderr)
         return 2
-    demo = ensure_demo_keys(config, runtime.store) if not args.no_demo_keys else []
-    _banner(config, host, port, demo)
+    runtime.lane = lane
+    demo = ensure_demo_keys(config, runtime.store) if not args.no_demo_keys and lane is None else []
+    if lane is None:
+        _banner(config, host, port, demo)
+    children = [] if lane is not None else _start_lanes(args, config)
     try:
         import uvloop  # noqa: F401
 
@@ -203,8 +214,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         timeout_keep_alive=30, backlog=4096, server_header=False, date_header=False,
         proxy_headers=False,
     )
-    uvicorn.Server(server_config).run()
+    try:
+        uvicorn.Server(server_config).run()
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
     return 0
+
+
+def _start_lanes(args: argparse.Namespace, config: Config) -> list[subprocess.Popen[bytes]]:
+    """One process per lane: its own event loop and CPU time (a bulkhead against floods)."""
+    children = []
+    for lane in config.server.lanes:
+        cmd = [sys.executable, "-m", "seawall", "run", "--lane", lane.name, "--no-demo-keys"]
+        if _config_arg(args):
+            cmd += ["-c", str(_config_arg(args))]
+        if args.host:
+            cmd += ["--host", args.host]
+        children.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+        print(f"lane {lane.name!r} ({lane.min_criticality} and above) on port {lane.port}", flush=True)
+    return children
 
 
 def cmd_mock(args: argparse.Namespace) -> int:
@@ -229,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host")
     run.add_argument("--port", type=int)
     run.add_argument("--no-demo-keys", action="store_true", help="do not create demo keys on first start")
+    run.add_argument("--lane", help=argparse.SUPPRESS)  # internal: serve one lane of server.lanes
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate a config file and list every problem")

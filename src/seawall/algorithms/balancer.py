@@ -46,10 +46,10 @@ class PeakEwma:
     single fast answer does not make a slow deployment look good. Without samples the estimate also
     decays towards 0, so an idle or recovered deployment is tried again instead of being starved.
     Before the first sample the estimate is ``initial_rtt_s`` (default 1 s, a typical LLM
-    time-to-first-byte), without decay.
+    time-to-first-byte), decaying from the first time the estimate was consulted.
     """
 
-    __slots__ = ("decay_s", "estimate_s", "stamp_s")
+    __slots__ = ("_first_asked_s", "decay_s", "estimate_s", "stamp_s")
 
     def __init__(self, decay_s: float = 10.0, initial_rtt_s: float = 1.0) -> None:
         if decay_s <= 0 or initial_rtt_s < 0:
@@ -57,10 +57,15 @@ class PeakEwma:
         self.decay_s = decay_s
         self.estimate_s = initial_rtt_s
         self.stamp_s: float | None = None
+        self._first_asked_s: float | None = None
 
     def _weight(self, now_s: float) -> float:
         if self.stamp_s is None:
-            return 1.0
+            # Never sampled: the initial guess decays from the first time anyone asked, so a
+            # deployment that has never answered is eventually tried rather than starved forever.
+            if self._first_asked_s is None:
+                self._first_asked_s = now_s
+            return math.exp(-max(0.0, now_s - self._first_asked_s) / self.decay_s)
         return math.exp(-max(0.0, now_s - self.stamp_s) / self.decay_s)
 
     def observe(self, now_s: float, rtt_s: float) -> None:

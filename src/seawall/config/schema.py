@@ -99,6 +99,14 @@ class Tenant(_Strict):
     tier: str
 
 
+class Lane(_Strict):
+    """A dedicated listener process for the criticalities that must survive a flood (a bulkhead)."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9_\-]+$")
+    port: int = Field(ge=1, le=65535)
+    min_criticality: _CRITICALITIES = "critical"
+
+
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -106,6 +114,7 @@ class ServerSettings(_Strict):
     default_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_timeout_s: float = Field(600.0, gt=0, le=7200)
     admin_key_env: str | None = Field(None, description="env var with a key that may read /admin")
+    lanes: list[Lane] = Field(default_factory=list)
 
 
 class StoreSettings(_Strict):

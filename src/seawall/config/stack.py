@@ -2,14 +2,16 @@
 
 The default policy order (outermost first) and why each sits where it does:
 
-1. ``observe`` — first, so it sees every outcome including rejections by the layers below.
-2. ``auth``    — before anything spends work on a request: resolves the tenant and tier from
-                 headers alone, from memory, and throttles failed attempts per address.
-3. ``route``   — innermost: model -> deployment -> upstream edge; the body is parsed here first,
-                 so requests refused above never cost a JSON parse.
-
-Later layers (quota, admission, guards, retries) slot in between ``auth`` and ``route`` in the
-order documented in ../shared/DESIGN.md.
+1. ``observe``   — first, so it sees every outcome including rejections by the layers below.
+2. ``auth``      — before anything spends work on a request: resolves the tenant and tier from
+                   headers alone, from memory, and throttles failed attempts per address.
+3. ``lane``      — (lane processes only) turns away keys below the lane's criticality at once.
+4. ``admission`` — criticality from tier and ``service_tier``; cheap rejects before the body is
+                   parsed (event-loop lag, a tier already being shed); then the model group's gate:
+                   adaptive limit, reserved shares, bounded queue. Before routing, so nothing is
+                   sent upstream that the gateway cannot afford.
+5. ``route``     — innermost: model group -> deployment (breaker, attempt deadline, in-flight
+                   work) -> upstream edge; failover within the deadline, paid from a retry budget.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from seawall.algorithms.limit import AimdLimit, Gradient2Limit, LimitAlgorithm, 
 from seawall.algorithms.partition import PartitionedLimiter
 from seawall.algorithms.retry_budget import RetryBudget
 from seawall.auth.keys import KeyRefresher, NegativeCache
-from seawall.config.schema import AdmissionSettings, Config
+from seawall.config.schema import AdmissionSettings, Config, Lane
 from seawall.core.compose import Handler, Policy, compose
 from seawall.core.errors import GatewayError, Overloaded
 from seawall.core.types import Criticality, Operation, Request, Response
@@ -42,6 +44,7 @@ from seawall.policies.admission import AdmissionPolicy
 from seawall.policies.auth import AuthPolicy
 from seawall.policies.deployment import DeploymentHandle
 from seawall.policies.gate import AdmissionGate, GateSettings
+from seawall.policies.lane import LanePolicy
 from seawall.policies.observe import ObservePolicy
 from seawall.policies.route import ModelGroup, RetrySettings, Router
 
@@ -66,6 +69,7 @@ class Runtime:
     upstreams: list[Upstream] = field(default_factory=list)
     ledger: Ledger | None = None
     gates: dict[str, AdmissionGate] = field(default_factory=dict)
+    lane: Lane | None = None  # this process serves one lane (see policies/lane.py)
     loop_lag: LoopLagMonitor | None = None
     _mocks: list[Any] = field(default_factory=list)
     _background: list[Any] = field(default_factory=list)
@@ -98,6 +102,8 @@ class Runtime:
             on_finish = ledger_recorder(self.ledger, self.clock)
         observe = ObservePolicy(self.metrics, clock=self.clock, on_finish=on_finish)
         policies: list[Policy] = [observe, self.auth]
+        if self.lane is not None:
+            policies.append(LanePolicy(self.lane.name, Criticality.parse(self.lane.min_criticality)))
         if self.config.admission.enabled:
             policies.append(self._admission(self.router))
         self.handler = compose(policies, self.router)

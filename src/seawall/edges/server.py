@@ -78,8 +78,11 @@ class _Route:
 def error_headers(err: GatewayError) -> list[tuple[bytes, bytes]]:
     """``retry-after``/``retry-after-ms``, ``x-should-retry`` and the reason, for any API format."""
     headers = [(b"x-seawall-reason", err.reason.encode("latin-1", "replace"))]
-    if err.retry_after_s is not None:
-        wait_s = min(max(err.retry_after_s, 0.001), MAX_RETRY_AFTER_S)
+    retry_after_s = err.retry_after_s
+    if retry_after_s is None and err.status in (429, 503):
+        retry_after_s = 1.0  # every "try later" says when
+    if retry_after_s is not None:
+        wait_s = min(max(retry_after_s, 0.001), MAX_RETRY_AFTER_S)
         headers.append((b"retry-after", str(max(1, math.ceil(wait_s))).encode()))
         headers.append((b"retry-after-ms", str(max(1, round(wait_s * 1000))).encode()))
     if err.should_retry is not None:
@@ -203,9 +206,9 @@ class GatewayApp:
             watcher.cancel()
 
     def _timeout_s(self, headers: dict[str, str]) -> float:
-        value = headers.get("x-request-timeout") or headers.get("x-stainless-timeout")
+        value = headers.get("x-request-timeout")
         if value is None:
-            return self.default_timeout_s
+            return self._sdk_timeout_s(headers.get("x-stainless-timeout"))
         try:
             timeout_s = float(value)
         except ValueError:
@@ -214,6 +217,15 @@ class GatewayApp:
         if not timeout_s > 0 or math.isinf(timeout_s):
             raise InvalidRequest("'x-request-timeout' must be positive.", param="x-request-timeout")
         return min(timeout_s, self.max_timeout_s)
+
+    def _sdk_timeout_s(self, value: str | None) -> float:
+        """The SDKs' own timeout hint, used when it is a positive number and ignored otherwise: it is
+        not ours to validate (the anthropic SDK sends ``NOT_GIVEN`` when the client has a timeout)."""
+        try:
+            timeout_s = float(value) if value is not None else math.nan
+        except ValueError:
+            return self.default_timeout_s
+        return min(timeout_s, self.max_timeout_s) if 0 < timeout_s < math.inf else self.default_timeout_s
 
     async def _read_body(self, receive: Receive, headers: dict[str, str]) -> bytes:
         limit = self.max_body_bytes

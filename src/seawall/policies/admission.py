@@ -121,6 +121,8 @@ class AdmissionPolicy:
                 # real capacity instead of bouncing the 429 back (at most twice, from the budget).
                 if (outcome is not Outcome.OVERLOADED or requeues >= self.max_requeues
                         or not self.router.budget.try_retry(self.clock.now(), client_retry_count(request))):
+                    if outcome is Outcome.OVERLOADED:
+                        exc.retry_after_s = max(exc.retry_after_s or 0.0, gate.retry_after_s(crit, units))
                     raise
                 requeues += 1
             except BaseException as exc:

@@ -23,6 +23,8 @@ from seawall.env import Clock
 
 __all__ = ["BreakerOpen", "DeploymentHandle", "Send"]
 
+MIN_COOLDOWN_S, MAX_COOLDOWN_S = 1.0, 30.0  # bounds on the skip after an upstream 429/529
+
 Send = Callable[[Request], Awaitable[Response]]
 
 
@@ -54,10 +56,17 @@ class DeploymentHandle:
     ewma: PeakEwma = field(default_factory=PeakEwma)
     inflight_units: float = 0.0
     headroom: float = 1.0
+    cooldown_until_s: float = 0.0
 
-    def candidate(self, healthy: bool) -> Candidate:
-        return Candidate(self.name, self.weight, self.priority, self.inflight_units, self.ewma, healthy,
-                         self.headroom)
+    def candidate(self, healthy: bool, now_s: float) -> Candidate:
+        # After a 429/529 the deployment counts as unhealthy (so traffic moves to the next priority
+        # tier) until its retry hint has passed; then its last headroom reading (0 after a 429) is
+        # stale, and it is treated as unknown, so it is tried again.
+        cooling = now_s < self.cooldown_until_s
+        if self.cooldown_until_s and not cooling:
+            self.headroom, self.cooldown_until_s = 1.0, 0.0
+        return Candidate(self.name, self.weight, self.priority, self.inflight_units, self.ewma,
+                         healthy and not cooling, self.headroom)
 
     def is_open(self, now_s: float) -> bool:
         return self.breaker.state(now_s) is BreakerState.OPEN
@@ -83,7 +92,11 @@ class DeploymentHandle:
             else:
                 response = await self.send(request)
         except BaseException as exc:
-            self._finish(permit, units, outcome_of(exc), getattr(exc, "headroom", None))
+            outcome = outcome_of(exc)
+            if outcome is Outcome.OVERLOADED:
+                hint_s = getattr(exc, "retry_after_s", None) or 0.0
+                self.cooldown_until_s = self.clock.now() + min(max(hint_s, MIN_COOLDOWN_S), MAX_COOLDOWN_S)
+            self._finish(permit, units, outcome, getattr(exc, "headroom", None))
             raise
         self.ewma.observe(self.clock.now(), self.clock.now() - started)
         if response.headroom is not None:

@@ -91,7 +91,7 @@ class Router:
         by_name = {d.name: d for d in group.deployments}
         members = [Member(d.name, d.is_open(now_s), d.breaker.failure_rate(now_s)) for d in group.deployments]
         ejection = self.ejection.decide(members)
-        cands = [by_name[m.name].candidate(not m.breaker_open) for m in members
+        cands = [by_name[m.name].candidate(not m.breaker_open, now_s) for m in members
                  if m.name not in ejection.ejected]
         first = self._pick(group.balancing, cands, now_s)
         rest = failover_order(cands, first)
