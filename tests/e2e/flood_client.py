@@ -1,7 +1,7 @@
 """A flood of sheddable requests for the lane test: closed loop, many connections, bounded in time.
 
     python flood_client.py URL KEY SECONDS CONNECTIONS
-Prints one JSON line: {"sent": N, "statuses": {...}}.
+Prints one JSON line: {"sent": N, "statuses": {...}, "median_s": S}.
 """
 
 import asyncio
@@ -18,6 +18,7 @@ async def main(url: str, key: str, seconds: float, connections: int) -> None:
     body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": PAD}], "max_tokens": 16}).encode()
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     statuses: dict[str, int] = {}
+    latencies: list[float] = []
     sent = 0
     stop = time.monotonic() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
@@ -26,6 +27,7 @@ async def main(url: str, key: str, seconds: float, connections: int) -> None:
             nonlocal sent
             while time.monotonic() < stop:
                 sent += 1
+                start = time.perf_counter()
                 try:
                     async with session.post(url, data=body, headers=headers) as r:
                         await r.read()
@@ -33,9 +35,12 @@ async def main(url: str, key: str, seconds: float, connections: int) -> None:
                 except (TimeoutError, aiohttp.ClientError):
                     label = "error"
                 statuses[label] = statuses.get(label, 0) + 1
+                latencies.append(time.perf_counter() - start)
 
         await asyncio.gather(*(worker() for _ in range(connections)))
-    print(json.dumps({"sent": sent, "statuses": statuses}))
+    latencies.sort()
+    median_s = latencies[len(latencies) // 2] if latencies else 0.0
+    print(json.dumps({"sent": sent, "statuses": statuses, "median_s": median_s}))
 
 
 if __name__ == "__main__":

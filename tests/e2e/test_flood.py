@@ -110,13 +110,16 @@ def test_critical_lane_holds_while_the_public_listener_is_flooded(laned):
         outputs = [json.loads(f.communicate(timeout=30)[0] or b"{}") for f in floods]
     flood_sent = sum(o.get("sent", 0) for o in outputs)
     ok = sum(1 for status, _ in during if status == 200)
-    print(f"\npublic listener CPU during the flood: {100 * public_cpu:.0f}% of a core; "
+    print(f"\npublic listener CPU during the flood: {100 * public_cpu:.0f}% of a core, flood median latency "
+          f"{1000 * min(o.get('median_s', 0.0) for o in outputs):.0f} ms; "
           f"critical lane: {ok}/{len(during)} ok, p99 {1000 * _p99(during):.0f} ms "
           f"(unloaded {1000 * unloaded_p99:.0f} ms); same traffic on the flooded public port: "
           f"{sum(1 for s, _ in shared if s == 200)}/{len(shared)} ok, p99 {1000 * _p99(shared):.0f} ms; "
           f"flood: {flood_sent} requests, {[o.get('statuses') for o in outputs]}")
     assert ok == len(during), [row for row in during if row[0] != 200][:5]
     assert _p99(during) <= 2 * unloaded_p99, (_p99(during), unloaded_p99)
-    # The flood really was all the public listener could take: its process was CPU-bound throughout.
+    # The flood really was more than the public listener could parse: a rejection costs it about a
+    # millisecond of CPU, yet the flood's requests waited tens of milliseconds in line for it.
     assert flood_sent > 2000
-    assert public_cpu > 0.8, public_cpu
+    flood_median_s = min(o.get("median_s", 0.0) for o in outputs)
+    assert flood_median_s > 0.01, flood_median_s
