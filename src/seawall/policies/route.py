@@ -88,6 +88,8 @@ class Router:
 
     def plan(self, group: ModelGroup, now_s: float) -> list[DeploymentHandle]:
         """Deployments in the order to try: the balancer's pick, then failover order."""
+        if len(group.deployments) == 1:
+            return list(group.deployments)  # nothing to choose (its breaker is asked in attempt())
         by_name = {d.name: d for d in group.deployments}
         members = [Member(d.name, d.is_open(now_s), d.breaker.failure_rate(now_s)) for d in group.deployments]
         ejection = self.ejection.decide(members)
