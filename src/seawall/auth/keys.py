@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from seawall.core.background import Background
 from seawall.core.types import Criticality, Principal
 from seawall.env import Clock
 
@@ -169,7 +170,7 @@ class KeyRefresher:
         self.last_success_s: float | None = None
         self.last_error: str | None = None
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("key-refresher")
 
     async def refresh(self, *, force: bool = False) -> bool:
         """Reload if the store changed; return False if the store could not be read."""
@@ -213,17 +214,10 @@ class KeyRefresher:
             await self.clock.sleep(min(0.05, self.interval_s))  # coalesce pokes
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="key-refresher")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._task.stop()
 
     def state(self) -> dict[str, object]:
         if not self.loaded:

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from seawall.auth.jwt import JwtVerifier
+from seawall.core.background import Background
 from seawall.env import Clock, Rng, SystemRng
 
 __all__ = ["JwksRefresher"]
@@ -59,7 +60,7 @@ class JwksRefresher:
         self._own_session = session is None
         self._clock = clock
         self._rng = rng if rng is not None else SystemRng()
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("jwks-refresher")
         self._wake = asyncio.Event()
         self._completed = 0  # fetches finished, successfully or not
         self._failures = 0  # consecutive failed fetches
@@ -79,20 +80,14 @@ class JwksRefresher:
 
     def start(self) -> None:
         """Begin refreshing (first fetch at once); idempotent. Needs a running event loop."""
-        if self._task is None:
+        if not self._task.running:
             if self._session is None:
                 self._session = aiohttp.ClientSession()
             self.verifier.on_unknown_kid = self._on_unknown_kid
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="jwks-refresher")
+            self._task.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._task.stop()
         if self.verifier.on_unknown_kid == self._on_unknown_kid:
             self.verifier.on_unknown_kid = None
         if self._own_session and self._session is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
+from seawall.core.background import Background
+
 __all__ = ["LoopLagMonitor"]
 
 
@@ -19,7 +21,7 @@ class LoopLagMonitor:
         self.decay = decay
         self.lag_s = 0.0
         self.max_lag_s = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._task = Background("loop-lag")
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -32,16 +34,9 @@ class LoopLagMonitor:
             self.max_lag_s = max(self.max_lag_s, lag)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._task.stop()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from seawall.auth.keys import KeyRecord
 
-__all__ = ["SqliteKeyStore"]
+__all__ = ["SqliteConnections", "SqliteKeyStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -39,16 +39,16 @@ CREATE TRIGGER IF NOT EXISTS keys_del AFTER DELETE ON keys
 """
 
 
-class SqliteKeyStore:
+class SqliteConnections:
+    """One connection per thread (sqlite3 connections must stay on their thread), in WAL mode with
+    autocommit and a busy timeout, so the CLI can write while a gateway reads."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        conn = self._conn()
-        conn.executescript(_SCHEMA)
-        conn.commit()
 
-    def _conn(self) -> sqlite3.Connection:
+    def __call__(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
@@ -57,6 +57,15 @@ class SqliteKeyStore:
             conn.execute("PRAGMA busy_timeout=5000")
             self._local.conn = conn
         return conn
+
+
+class SqliteKeyStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn = SqliteConnections(self.path)
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        conn.commit()
 
     # -- synchronous API (CLI, startup) -------------------------------------------------------
     def version_sync(self) -> int:
