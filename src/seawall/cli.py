@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from seawall.config import Config
-    from seawall.edges.stores.sqlite import SqliteKeyStore
+    from seawall.edges.stores import KeyAdmin
 
 __all__ = ["main"]
 
@@ -48,14 +49,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(args: argparse.Namespace) -> tuple[Config, SqliteKeyStore]:
-    from seawall.edges.stores.sqlite import SqliteKeyStore
+def _store(args: argparse.Namespace) -> tuple[Config, KeyAdmin]:
+    from seawall.edges.stores import key_store_for
 
     config = _load(_config_arg(args))
-    return config, SqliteKeyStore(config.store.sqlite_path)
+    return config, key_store_for(config)  # PostgreSQL when database_url is set, else SQLite
 
 
-def create_key(config: Config, store: SqliteKeyStore, tenant: str, tier: str | None, models: list[str] | None,
+def create_key(config: Config, store: KeyAdmin, tenant: str, tier: str | None, models: list[str] | None,
                name: str | None = None) -> tuple[str, str, str]:
     """Create a key; returns (key_id, key, tier). The plaintext key exists only in the return value."""
     from seawall.auth.keys import KeyRecord, hash_key, new_key
@@ -74,6 +75,14 @@ def create_key(config: Config, store: SqliteKeyStore, tenant: str, tier: str | N
 
 def cmd_keys(args: argparse.Namespace) -> int:
     config, store = _store(args)
+    try:
+        return _keys_action(args, config, store)
+    except (OSError, TimeoutError) as exc:  # the key store (PostgreSQL) is unreachable
+        print(f"seawall: key store unreachable: {exc}", file=sys.stderr)
+        return 1
+
+
+def _keys_action(args: argparse.Namespace, config: Config, store: KeyAdmin) -> int:
     if args.action == "create":
         models = [m for m in (args.models or "").split(",") if m] or None
         try:
@@ -116,7 +125,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    from seawall.edges.stores.sqlite_ledger import summarise
+    from seawall.edges.stores import usage_summary
 
     config = _load(_config_arg(args))
     by = tuple(b for b in args.by.split(",") if b)
@@ -125,7 +134,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
         print(f"seawall: --by takes tenant,model,tier,day (got {args.by!r})", file=sys.stderr)
         return 2
     since = time.time() - args.days * 86400 if args.days else None
-    rows = summarise(config.store.sqlite_path, by, since)
+    rows = usage_summary(config, by, since)
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -136,7 +145,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_demo_keys(config: Config, store: SqliteKeyStore) -> list[tuple[str, str, str]]:
+def ensure_demo_keys(config: Config, store: KeyAdmin) -> list[tuple[str, str, str]]:
     """On first start (no keys at all), one demo key per tier; returns (tier, tenant, key)."""
     if store.count() > 0:
         return []
@@ -192,6 +201,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"seawall: no lane named {args.lane!r} in the config", file=sys.stderr)
             return 2
         port = lane.port
+    if args.workers > 1 and lane is None:
+        return _run_workers(args, config, host, port)
     try:
         runtime = build_runtime(config)
     except ValueError as exc:
@@ -227,6 +238,62 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_workers(args: argparse.Namespace, config: Config, host: str, port: int) -> int:
+    """``--workers N``: N processes accept on one port (uvicorn's supervisor binds it once and
+    shares it); each builds its own runtime from the same config, and they share state the way
+    replicas do (Redis quotas, or local quotas at 1/N each; keys and ledger in the shared store)."""
+    import uvicorn
+
+    from seawall.edges.stores import key_store_for
+
+    demo = ensure_demo_keys(config, key_store_for(config)) if not args.no_demo_keys else []
+    _banner(config, host, port, demo)
+    children = _start_lanes(args, config)
+    path = _config_arg(args)
+    if path:
+        os.environ["SEAWALL_CONFIG"] = os.path.abspath(path)
+    os.environ["SEAWALL_WORKERS"] = str(args.workers)
+    try:
+        uvicorn.run(
+            "seawall.cli:worker_app", factory=True, workers=args.workers, host=host, port=port,
+            loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools", lifespan="on",
+            access_log=False, log_level=os.environ.get("SEAWALL_LOG_LEVEL", "warning").lower(),
+            timeout_keep_alive=30, backlog=4096, server_header=False, date_header=False, proxy_headers=False,
+        )
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0
+
+
+def worker_app() -> object:
+    """uvicorn's app factory in each ``--workers`` process (config from ``$SEAWALL_CONFIG``)."""
+    import logging
+
+    from seawall.config.stack import build_runtime
+    from seawall.edges.server import GatewayApp
+
+    logging.basicConfig(level=os.environ.get("SEAWALL_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    config = _load(os.environ.get("SEAWALL_CONFIG") or None)
+    return GatewayApp(build_runtime(config, processes=int(os.environ.get("SEAWALL_WORKERS", "1"))))
+
+
+def _die_with_parent() -> None:
+    """In a lane child: ask Linux to SIGTERM us when the parent dies, however it dies (uvicorn
+    re-raises SIGTERM after its graceful shutdown, which skips the parent's own clean-up)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _start_lanes(args: argparse.Namespace, config: Config) -> list[subprocess.Popen[bytes]]:
     """One process per lane: its own event loop and CPU time (a bulkhead against floods)."""
     children = []
@@ -236,7 +303,7 @@ def _start_lanes(args: argparse.Namespace, config: Config) -> list[subprocess.Po
             cmd += ["-c", str(_config_arg(args))]
         if args.host:
             cmd += ["--host", args.host]
-        children.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
+        children.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent))
         print(f"lane {lane.name!r} ({lane.min_criticality} and above) on port {lane.port}", flush=True)
     return children
 
@@ -263,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host")
     run.add_argument("--port", type=int)
     run.add_argument("--no-demo-keys", action="store_true", help="do not create demo keys on first start")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="worker processes accepting on the one port (default 1)")
     run.add_argument("--lane", help=argparse.SUPPRESS)  # internal: serve one lane of server.lanes
     run.set_defaults(func=cmd_run)
 

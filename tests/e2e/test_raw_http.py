@@ -141,6 +141,7 @@ def test_health_ready_metrics(gateway):
     ready = httpx.get(gateway.url + "/readyz", timeout=5)
     assert ready.status_code == 200
     assert ready.json()["dependencies"]["key_store"]["status"] == "ok"
+    assert ready.json()["upstreams"]["mock-a"]["breaker"] == "closed"
     post(gateway, GOOD)
     metrics = httpx.get(gateway.url + "/metrics", timeout=5).text
     assert 'seawall_requests_total{reason="ok",route="chat",status="200",tier="enterprise"}' in metrics

@@ -121,3 +121,49 @@ async def test_flush_with_nothing_is_harmless(tmp_path, n):
 def _append(path, data: bytes) -> None:
     with open(path, "ab") as f:
         f.write(data)
+
+
+async def test_processes_sharing_a_spill_path_get_their_own_slots_and_adopt_orphans(tmp_path):
+    spill = tmp_path / "spill.jsonl"
+    sink = FlakySink()
+    a = Ledger(sink, spill, clock=FakeClock())
+    b = Ledger(sink, spill, clock=FakeClock())  # a second worker process on the same config
+    assert a.spill_path == spill and b.spill_path == tmp_path / "spill.1.jsonl"
+    sink.down = True
+    for i in range(5):
+        b.record(_rec(b, i))
+    await b.flush()
+    assert b.spill_path.exists()
+    b._finalizer()  # b dies (SIGKILL): its slot lock goes, its spill stays
+    sink.down = False
+    a._flushes = 0  # the next flush scans for orphans
+    await a.flush()
+    assert not b.spill_path.exists() and len(sink.rows) == 5 and a.replayed == 5
+    c = Ledger(sink, spill, clock=FakeClock())  # a restarted worker takes the free slot
+    assert c.spill_path == tmp_path / "spill.1.jsonl"
+
+
+async def test_a_record_is_committed_within_one_flush_interval_even_when_writes_are_slow(tmp_path):
+    import time
+
+    class SlowSink(FlakySink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lag: list[float] = []
+
+        async def write(self, records):
+            await asyncio.sleep(0.06)  # a slow database: a third of the interval per batch
+            now = time.monotonic()
+            self.lag += [now - float(r.request_id) for r in records]
+
+    sink = SlowSink()
+    ledger = Ledger(sink, tmp_path / "spill.jsonl", clock=FakeClock(), flush_interval_s=0.2)
+    ledger.start()
+    for _ in range(60):
+        rec = _rec(ledger, 0)
+        rec.request_id = repr(time.monotonic())
+        ledger.record(rec)
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    await ledger.stop()
+    assert len(sink.lag) == 60 and max(sink.lag) < 0.2

@@ -10,7 +10,30 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-__all__ = ["Gcra", "KeyedGcra"]
+__all__ = ["Gcra", "KeyedGcra", "gcra_reset_s", "gcra_take"]
+
+
+def gcra_take(tat: float, now_s: float, interval_s: float, burst: float, cost: float) -> tuple[float, float]:
+    """The one GCRA step every limiter here uses (and the Redis quota script mirrors line for line).
+
+    ``tat`` is the stored theoretical arrival time, ``interval_s`` seconds per cell, ``burst`` the
+    bucket size in cells. Returns ``(new_tat, wait_s)``: ``wait_s == 0.0`` means the ``cost`` cells
+    were taken and ``new_tat`` is the state to store; otherwise nothing was taken and ``wait_s`` is
+    how long until it would be allowed (``inf`` if ``cost`` exceeds the bucket itself).
+    """
+    if cost > burst:
+        return tat, float("inf")
+    base = tat if tat > now_s else now_s
+    new_tat = base + interval_s * cost
+    allow_at = new_tat - interval_s * burst
+    if allow_at > now_s:
+        return tat, allow_at - now_s
+    return new_tat, 0.0
+
+
+def gcra_reset_s(tat: float, now_s: float) -> float:
+    """Seconds until the bucket is full again (what ``x-ratelimit-reset-*`` headers report)."""
+    return tat - now_s if tat > now_s else 0.0
 
 
 class Gcra:
@@ -25,13 +48,8 @@ class Gcra:
 
     def take(self, now_s: float, cost: float = 1.0) -> float:
         """Take ``cost`` cells; return 0.0 if allowed, else seconds until it would be."""
-        tat = max(self.tat, now_s)
-        new_tat = tat + self.interval_s * cost
-        allow_at = new_tat - self.interval_s * self.burst
-        if allow_at > now_s:
-            return allow_at - now_s
-        self.tat = new_tat
-        return 0.0
+        self.tat, wait_s = gcra_take(self.tat, now_s, self.interval_s, self.burst, cost)
+        return wait_s
 
     def would_wait(self, now_s: float, cost: float = 1.0) -> float:
         """Like :meth:`take` without taking anything."""
@@ -63,11 +81,9 @@ class KeyedGcra:
 
     def take(self, key: str, now_s: float, cost: float = 1.0) -> float:
         """Take ``cost`` cells for ``key``; 0.0 if allowed, else the seconds to wait."""
-        tat = max(self._tats.get(key, now_s), now_s)
-        new_tat = tat + self.interval_s * cost
-        allow_at = new_tat - self.interval_s * self.burst
-        if allow_at > now_s:
-            return allow_at - now_s
+        new_tat, wait_s = gcra_take(self._tats.get(key, now_s), now_s, self.interval_s, self.burst, cost)
+        if wait_s > 0.0:
+            return wait_s
         self._tats[key] = new_tat
         self._tats.move_to_end(key)
         if len(self._tats) > self.max_keys:

@@ -19,6 +19,9 @@ __all__ = [
     "Config",
     "Deployment",
     "Model",
+    "QuotaLimitSettings",
+    "QuotaScopeSettings",
+    "QuotaSettings",
     "ServerSettings",
     "StoreSettings",
     "Tenant",
@@ -121,8 +124,63 @@ class StoreSettings(_Strict):
     sqlite_path: str = "./.seawall/seawall.db"
     refresh_interval_s: float = Field(1.0, gt=0, le=60, description="key snapshot refresh period")
     ledger: bool = Field(True, description="record one usage row per request")
-    ledger_flush_interval_s: float = Field(0.5, gt=0, le=60)
+    ledger_flush_interval_s: float = Field(0.5, gt=0, le=60, description="a finished request is in the"
+                                           " ledger database at most this long after it was answered")
     ledger_spill_path: str = "./.seawall/ledger-spill.jsonl"
+    # Beyond one machine (see docs/decisions.md "Many replicas"): Redis for shared quota counters,
+    # PostgreSQL for keys and the ledger. The top-level ``redis_url``/``database_url`` say the same.
+    redis_url: str | None = Field(None, description="redis://host:port/db; shared quota counters")
+    redis_prefix: str = Field("seawall", pattern=r"^[A-Za-z0-9_:\-.]{1,64}$",
+                              description="prefix of every Redis key (one per gateway fleet)")
+    database_url: str | None = Field(None, description="postgresql://...; keys and the usage ledger")
+    database_schema: str = Field("seawall", pattern=r"^[a-z_][a-z0-9_]{0,47}$")
+    database_timeout_s: float = Field(2.0, gt=0, le=60, description="per database call (not on the hot path)")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return _check_redis_url(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return _check_database_url(value)
+
+
+def _check_redis_url(value: str | None) -> str | None:
+    if value is not None and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("not a Redis URL (expected redis://, rediss:// or unix://)")
+    return value
+
+
+def _check_database_url(value: str | None) -> str | None:
+    if value is not None and urlsplit(value).scheme not in ("postgres", "postgresql"):
+        raise ValueError("not a PostgreSQL URL (expected postgresql://)")
+    return value
+
+
+class QuotaLimitSettings(_Strict):
+    """Limits of one scope. Unset: inherited from the less specific entry; ``null``: unlimited."""
+
+    requests_per_min: int | None = Field(None, ge=1)
+    tokens_per_min: int | None = Field(None, ge=1, description="estimated at admission, then actual usage")
+    concurrent_requests: int | None = Field(None, ge=1)
+    tokens_per_day: int | None = Field(None, ge=1, description="UTC day; refusals say x-should-retry: false")
+
+
+class QuotaScopeSettings(_Strict):
+    key: QuotaLimitSettings | None = Field(None, description="limits of each key")
+    tenant: QuotaLimitSettings | None = Field(None, description="limits of the tenant, all its keys together")
+
+
+class QuotaSettings(_Strict):
+    """Quotas per key and per tenant: defaults per tier, overridden per tenant, then per key id."""
+
+    tiers: dict[str, QuotaScopeSettings] = Field(default_factory=dict)
+    tenants: dict[str, QuotaScopeSettings] = Field(default_factory=dict)
+    keys: dict[str, QuotaLimitSettings] = Field(default_factory=dict, description="by key id")
+    redis_timeout_s: float = Field(0.05, gt=0, le=5, description="per Redis call; slower means local fallback")
+    heartbeat_interval_s: float = Field(1.0, gt=0, le=60, description="replica heartbeat into Redis")
 
 
 class FailureThrottleSettings(_Strict):
@@ -224,6 +282,42 @@ class Config(_Strict):
     tiers: list[Tier] = Field(default_factory=lambda: list(DEFAULT_TIERS), min_length=1)
     tenants: list[Tenant] = Field(default_factory=list)
     models: list[Model] = Field(min_length=1)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    redis_url: str | None = Field(None, description="same as store.redis_url")
+    database_url: str | None = Field(None, description="same as store.database_url")
+    replicas: int | None = Field(None, ge=1, le=10_000, description="gateway replicas sharing the quotas; "
+                                 "each falls back to 1/N of them without Redis (default: from heartbeats)")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return _check_redis_url(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return _check_database_url(value)
+
+    @model_validator(mode="after")
+    def _shared_store_refs(self) -> Config:
+        problems = []
+        if self.redis_url and self.store.redis_url and self.redis_url != self.store.redis_url:
+            problems.append("redis_url: differs from store.redis_url (set one)")
+        if self.database_url and self.store.database_url and self.database_url != self.store.database_url:
+            problems.append("database_url: differs from store.database_url (set one)")
+        tier_names = {t.name for t in self.tiers}
+        problems += [f"quotas.tiers.{name}: unknown tier" for name in self.quotas.tiers if name not in tier_names]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def shared_redis_url(self) -> str | None:
+        return self.redis_url or self.store.redis_url
+
+    @property
+    def shared_database_url(self) -> str | None:
+        return self.database_url or self.store.database_url
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:

@@ -6,6 +6,10 @@ The default policy order (outermost first) and why each sits where it does:
 2. ``auth``      — before anything spends work on a request: resolves the tenant and tier from
                    headers alone, from memory, and throttles failed attempts per address.
 3. ``lane``      — (lane processes only) turns away keys below the lane's criticality at once.
+3b. ``quota``    — (when quotas are configured) each key's and tenant's requests/min, tokens/min,
+                   concurrency and tokens/day, on Redis across replicas or local counters. After
+                   auth because limits belong to the key and tenant; before admission so a caller
+                   over its own quota never takes a place in the queue for shared capacity.
 4. ``admission`` — criticality from tier and ``service_tier``; cheap rejects before the body is
                    parsed (event-loop lag, a tier already being shed); then the model group's gate:
                    adaptive limit, reserved shares, bounded queue. Before routing, so nothing is
@@ -36,8 +40,8 @@ from seawall.core.types import Criticality, Operation, Request, Response
 from seawall.edges.ledger import Ledger, LedgerRecord
 from seawall.edges.looplag import LoopLagMonitor
 from seawall.edges.metrics import GatewayMetrics
-from seawall.edges.stores.sqlite import SqliteKeyStore
-from seawall.edges.stores.sqlite_ledger import SqliteLedgerSink
+from seawall.edges.quota import QuotaService
+from seawall.edges.stores import KeyAdmin, key_store_for, ledger_sink_for
 from seawall.edges.upstream import Upstream, UpstreamSettings, make_upstream
 from seawall.env import Clock, Rng, SystemClock, SystemRng
 from seawall.policies.admission import AdmissionPolicy
@@ -46,6 +50,7 @@ from seawall.policies.deployment import DeploymentHandle
 from seawall.policies.gate import AdmissionGate, GateSettings
 from seawall.policies.lane import LanePolicy
 from seawall.policies.observe import ObservePolicy
+from seawall.policies.quota import QuotaPolicy, QuotaTable
 from seawall.policies.route import ModelGroup, RetrySettings, Router
 
 __all__ = ["Runtime", "build_runtime"]
@@ -61,7 +66,7 @@ class Runtime:
     clock: Clock
     rng: Rng
     metrics: GatewayMetrics
-    store: SqliteKeyStore
+    store: KeyAdmin
     keys: KeyRefresher
     auth: AuthPolicy
     router: Router | None = None
@@ -71,6 +76,7 @@ class Runtime:
     gates: dict[str, AdmissionGate] = field(default_factory=dict)
     lane: Lane | None = None  # this process serves one lane (see policies/lane.py)
     loop_lag: LoopLagMonitor | None = None
+    quota: QuotaPolicy | None = None
     _mocks: list[Any] = field(default_factory=list)
     _background: list[Any] = field(default_factory=list)
     started: bool = False
@@ -80,6 +86,11 @@ class Runtime:
             return
         await self.keys.refresh(force=True)
         self.keys.start()
+        start_listener = getattr(self.store, "start_listener", None)  # PostgreSQL: LISTEN/NOTIFY
+        if start_listener is not None:
+            start_listener(self.keys.poke)
+        if self.quota is not None:
+            self.quota.service.start()
         r = self.config.resilience
         self.router = Router(
             await self._groups(), clock=self.clock, rng=self.rng,
@@ -104,6 +115,8 @@ class Runtime:
         policies: list[Policy] = [observe, self.auth]
         if self.lane is not None:
             policies.append(LanePolicy(self.lane.name, Criticality.parse(self.lane.min_criticality)))
+        if self.quota is not None:
+            policies.append(self.quota)
         if self.config.admission.enabled:
             policies.append(self._admission(self.router))
         self.handler = compose(policies, self.router)
@@ -217,6 +230,11 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.keys.stop()
+        close_store = getattr(self.store, "close", None)
+        if close_store is not None:
+            await close_store()
+        if self.quota is not None:
+            await self.quota.service.stop()
         for bg in self._background:
             await bg.stop()
         for upstream in self.upstreams:
@@ -234,6 +252,8 @@ class Runtime:
         deps: dict[str, Any] = {"key_store": self.keys.state()}
         if self.ledger is not None:
             deps["ledger"] = self.ledger.state()
+        if self.quota is not None:
+            deps["quota_store"] = self.quota.service.state()
         for bg in self._background:
             deps[getattr(bg, "name", "jwks")] = bg.state
         statuses = [d.get("status") for d in deps.values()]
@@ -241,7 +261,12 @@ class Runtime:
         overall = "ok" if all(s == "ok" for s in statuses) else "degraded"
         if not ready:
             overall = "not_ready"
-        return ready, {"status": overall, "dependencies": deps}
+        # Upstreams are reported, not judged: one provider down is what failover is for, and
+        # pulling the gateway out of the load balancer for it would turn an outage into a bigger one.
+        now = self.clock.now()
+        upstreams = {d.name: {"breaker": d.breaker.state(now).value, "inflight_units": round(d.inflight_units, 1)}
+                     for g in (self.router.groups.values() if self.router else ()) for d in g.deployments}
+        return ready, {"status": overall, "dependencies": deps, "upstreams": upstreams}
 
 
 async def _not_started(request: Request) -> Response:
@@ -257,13 +282,15 @@ def make_limit(a: AdmissionSettings) -> LimitAlgorithm:
     return Gradient2Limit(initial_limit=initial, min_limit=low, max_limit=high)
 
 
-def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None = None) -> Runtime:
+def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None = None,
+                  processes: int = 1) -> Runtime:
     """Assemble a runtime; ``ValueError`` if the environment does not complete the config (a secret
-    named by the config is unset, say)."""
+    named by the config is unset, say). ``processes``: worker processes of this replica
+    (``seawall run --workers N``), which share its quotas when there is no Redis."""
     clock = clock or SystemClock()
     rng = rng or SystemRng()
     metrics = GatewayMetrics()
-    store = SqliteKeyStore(config.store.sqlite_path)
+    store = key_store_for(config)
     keys = KeyRefresher(store, config.criticality_of, clock=clock,
                         interval_s=config.store.refresh_interval_s)
     throttle_cfg = config.auth.failure_throttle
@@ -284,10 +311,34 @@ def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None
     )
     ledger = None
     if config.store.ledger:
-        ledger = Ledger(SqliteLedgerSink(config.store.sqlite_path), config.store.ledger_spill_path,
+        ledger = Ledger(ledger_sink_for(config), config.store.ledger_spill_path,
                         clock=clock, flush_interval_s=config.store.ledger_flush_interval_s)
     return Runtime(config=config, clock=clock, rng=rng, metrics=metrics, store=store, keys=keys, auth=auth,
-                   ledger=ledger)
+                   ledger=ledger, quota=build_quota(config, clock, processes))
+
+
+def build_quota(config: Config, clock: Clock, processes: int = 1) -> QuotaPolicy | None:
+    """The quota policy, or None when no quota is configured (then it is not in the stack at all)."""
+    q = config.quotas
+
+    def partial(settings: Any) -> dict[str, int | None]:
+        return {} if settings is None else dict(settings.model_dump(exclude_unset=True))
+
+    table = QuotaTable(
+        {name: {"key": partial(s.key), "tenant": partial(s.tenant)} for name, s in q.tiers.items()},
+        {name: {"key": partial(s.key), "tenant": partial(s.tenant)} for name, s in q.tenants.items()},
+        {key_id: partial(s) for key_id, s in q.keys.items()},
+    )
+    if table.empty:
+        return None
+    redis = None
+    if config.shared_redis_url:
+        from seawall.edges.stores.redis_quota import RedisQuotaStore
+
+        redis = RedisQuotaStore(config.shared_redis_url, prefix=config.store.redis_prefix)
+    service = QuotaService(clock=clock, redis=redis, timeout_s=q.redis_timeout_s, replicas=config.replicas,
+                           processes=processes, heartbeat_interval_s=q.heartbeat_interval_s)
+    return QuotaPolicy(table, service, clock=clock)
 
 
 def ledger_recorder(ledger: Ledger, clock: Clock) -> Callable[[Request, Response | None, int, str], None]:

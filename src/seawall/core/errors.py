@@ -39,6 +39,7 @@ class GatewayError(Exception):
         status: int | None = None,
         upstream_status: int | None = None,
         error_kind: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -56,6 +57,9 @@ class GatewayError(Exception):
         # complete.
         self.upstream_status = upstream_status
         self.error_kind = error_kind
+        # Extra response headers any layer may attach (the quota's x-ratelimit-*); rendered by the
+        # server edge after the standard ones.
+        self.headers = headers
 
 
 class InvalidRequest(GatewayError):

@@ -8,6 +8,16 @@ again. Every record carries a unique ``record_id`` made when it is created, and 
 "ignore duplicates", so a replay after a crash between "written" and "spill truncated" cannot
 double count. If the buffer fills faster than the sink drains, the overflow is spilled at once
 rather than dropped.
+
+Durability bound: the flusher runs on a fixed schedule twice per ``flush_interval_s`` (not "an
+interval after the last flush ended"), so a record is committed at most one interval after it was
+recorded, with half an interval of room for the write itself and event-loop lag. A process killed
+with SIGKILL loses only what was answered within the last interval.
+
+Several processes may share one configured spill path (``--workers N``, lanes): each claims a
+*slot* with an exclusive ``flock`` (slot 0 is the path itself, slot i is ``<stem>.<i><suffix>``),
+and a flusher whose sink works adopts any slot whose lock is free — the spill of a process that
+died — replays it and deletes it. A crash therefore never strands spilled records.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from collections import deque
 from pathlib import Path
 from typing import Protocol
@@ -54,6 +65,33 @@ class LedgerSink(Protocol):
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(LedgerRecord)
 
+MAX_SPILL_SLOTS = 256
+ORPHAN_SCAN_EVERY = 20  # flushes (10 intervals)
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: one process per spill path
+    fcntl = None  # type: ignore[assignment]
+
+
+def _try_lock(path: Path) -> int | None:
+    """An exclusive, non-blocking lock on ``<path>.lock``; the fd to keep, or None if held elsewhere."""
+    if fcntl is None:
+        return -1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None and fd >= 0:
+        os.close(fd)  # closing drops the flock
+
 
 class Ledger:
     def __init__(
@@ -67,7 +105,12 @@ class Ledger:
         max_buffer: int = 100_000,
     ) -> None:
         self.sink = sink
-        self.spill_path = Path(spill_path)
+        self.base_spill_path = Path(spill_path)
+        self._slot_fd: int | None = None
+        self.spill_path = self._claim_slot()
+        self._finalizer = weakref.finalize(self, _unlock, self._slot_fd)
+        self._flushes = 0
+        self._stopping = False
         self.clock = clock
         self.flush_interval_s = flush_interval_s
         self.batch_size = batch_size
@@ -82,6 +125,44 @@ class Ledger:
         self.replayed = 0
         self.sink_ok = True
         self.last_error: str | None = None
+
+    def _slot(self, i: int) -> Path:
+        base = self.base_spill_path
+        return base if i == 0 else base.with_name(f"{base.stem}.{i}{base.suffix}")
+
+    def _claim_slot(self) -> Path:
+        for i in range(MAX_SPILL_SLOTS):
+            fd = _try_lock(self._slot(i))
+            if fd is not None:
+                self._slot_fd = fd
+                return self._slot(i)
+        return self._slot(os.getpid() + MAX_SPILL_SLOTS)  # pragma: no cover - 256 live processes
+
+    def _orphans(self) -> list[Path]:
+        base = self.base_spill_path
+        found = [base, *base.parent.glob(f"{base.stem}.*{base.suffix}")]
+        return [p for p in found if p != self.spill_path and p.exists()]
+
+    async def _adopt_orphans(self) -> None:
+        """Replay the spill files of processes that died (their slot lock is free)."""
+        for path in await asyncio.to_thread(self._orphans):
+            fd = _try_lock(path)
+            if fd is None:
+                continue  # a live process owns it
+            try:
+                records = await asyncio.to_thread(self._read_spill, path)
+                for i in range(0, len(records), self.batch_size):
+                    await self.sink.write(records[i : i + self.batch_size])
+                path.unlink(missing_ok=True)
+            except Exception as exc:  # the sink failed again: the file stays for the next try
+                self._sink_failed(exc)
+                return
+            else:
+                self.replayed += len(records)
+                if records:
+                    log.info("replayed %d ledger records spilled by an earlier process (%s)", len(records), path)
+            finally:
+                _unlock(fd)
 
     def next_id(self) -> str:
         self._seq += 1
@@ -111,9 +192,10 @@ class Ledger:
             os.fsync(f.fileno())
         self.spilled += len(records)
 
-    def _read_spill(self) -> list[LedgerRecord]:
+    def _read_spill(self, path: Path | None = None) -> list[LedgerRecord]:
+        path = path or self.spill_path
         try:
-            lines = self.spill_path.read_bytes().splitlines()
+            lines = path.read_bytes().splitlines()
         except FileNotFoundError:
             return []
         out = []
@@ -121,7 +203,7 @@ class Ledger:
             try:
                 out.append(_decoder.decode(line))
             except msgspec.DecodeError:
-                log.warning("skipping a torn line in %s", self.spill_path)  # a crash mid-append
+                log.warning("skipping a torn line in %s", path)  # a crash mid-append
         return out
 
     async def flush(self) -> None:
@@ -155,6 +237,9 @@ class Ledger:
             log.info("ledger sink reachable again")
         self.sink_ok = True
         self.last_error = None
+        if self._flushes % ORPHAN_SCAN_EVERY == 0:
+            await self._adopt_orphans()
+        self._flushes += 1
 
     def _drain(self) -> list[LedgerRecord]:
         out = list(self._buffer)
@@ -168,12 +253,19 @@ class Ledger:
         self.last_error = f"{type(exc).__name__}: {exc}"[:200]
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
-            except TimeoutError:
-                pass
+        loop = asyncio.get_running_loop()
+        period_s = self.flush_interval_s / 2  # see "Durability bound" above
+        due = loop.time() + period_s
+        while not self._stopping:
+            wait_s = due - loop.time()
+            if wait_s > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait_s)
+                except TimeoutError:
+                    pass
             self._wake.clear()
+            if loop.time() >= due:
+                due = max(due + period_s, loop.time())
             try:
                 await self.flush()
             except asyncio.CancelledError:
@@ -185,19 +277,27 @@ class Ledger:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="ledger-flusher")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Let the flusher finish the write it is in (cancelling it mid-write would only spill a batch
+        that is probably committed), then write what is left; spill it if the sink fails."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            self._stopping = True
+            self._wake.set()
+            done, _ = await asyncio.wait({self._task}, timeout=timeout_s)
+            if not done:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
             self._task = None
         try:
             await self.flush()
         except Exception:
             self._spill(list(self._buffer))
             self._buffer.clear()
+        self._finalizer()
+        self._slot_fd = None
 
     def state(self) -> dict[str, object]:
         return {

@@ -87,6 +87,8 @@ def error_headers(err: GatewayError) -> list[tuple[bytes, bytes]]:
         headers.append((b"retry-after-ms", str(max(1, round(wait_s * 1000))).encode()))
     if err.should_retry is not None:
         headers.append((b"x-should-retry", b"true" if err.should_retry else b"false"))
+    if err.headers:
+        headers += [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in err.headers]
     return headers
 
 
