@@ -31,6 +31,8 @@ from seawall.policies.route import Router, client_retry_count, work_units
 
 __all__ = ["AdmissionPolicy", "effective_criticality", "service_tier_of"]
 
+SAMPLE_MAX_LOOP_LAG_S = 0.01  # above this event-loop lag, latency samples say nothing about upstreams
+
 
 def effective_criticality(entitled: Criticality, service_tier: str | None) -> Criticality:
     if service_tier == "flex":
@@ -128,7 +130,11 @@ class AdmissionPolicy:
             except BaseException as exc:
                 gate.release(ticket, rtt_s=None, dropped=getattr(exc, "error_kind", None) == "timeout")
                 raise
-        rtt_s = self.clock.now() - started
+        rtt_s: float | None = self.clock.now() - started
+        if self.loop_lag_s is not None and self.loop_lag_s() > SAMPLE_MAX_LOOP_LAG_S:
+            # The gateway's own CPU is the bottleneck: latency now measures our event loop, not the
+            # upstream, and must not shrink the upstream's limit (loop-lag shedding handles it).
+            rtt_s = None
         response.headers.append(("x-seawall-criticality", crit.label))
         if self.on_admit is not None:
             self.on_admit(group.name, crit.label, ticket.queued_s)
@@ -141,7 +147,7 @@ class AdmissionPolicy:
         return response
 
     async def _release_after(self, inner: AsyncIterator[bytes], gate: AdmissionGate, ticket: Ticket,
-                             ttfb_s: float) -> AsyncIterator[bytes]:
+                             ttfb_s: float | None) -> AsyncIterator[bytes]:
         try:
             async for item in inner:
                 yield item

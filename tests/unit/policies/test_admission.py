@@ -206,3 +206,15 @@ async def test_service_tier_is_reported_in_the_body():
                                           now_s=clock.now()))
     assert b'"service_tier":"flex"' in response.body
     assert ("x-seawall-criticality", "sheddable") in response.headers
+
+
+async def test_no_latency_samples_while_the_gateway_itself_lags():
+    clock = FakeClock()
+    g = gate(clock)
+    handler, _ = _policy(clock, g, lag=0.03)  # above the sampling bound, below critical shedding
+    principal = Principal("k", "t", "ent", C.CRITICAL_PLUS)
+    await handler(make_request(principal=principal, now_s=clock.now()))
+    assert g.limit.samples == []  # type: ignore[attr-defined]
+    handler, _ = _policy(clock, g, lag=0.0)
+    await handler(make_request(principal=principal, now_s=clock.now()))
+    assert len(g.limit.samples) == 1  # type: ignore[attr-defined]
