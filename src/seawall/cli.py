@@ -368,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mock_arguments(mock)
     mock.set_defaults(func=cmd_mock)
+    from seawall.surge.cli import add_parser as add_surge_parser
+
+    add_surge_parser(sub)
     return parser
 
 

@@ -1,0 +1,223 @@
+"""One simulated gateway replica: the live gateway's own decision objects, on a virtual clock.
+
+Everything that decides is the production object, built from the gateway's ``Config`` the way
+``config/stack.py`` builds it: the admission gate per model group (``policies/gate.py``, with its
+adaptive limit, partitioned limiter, queue, CoDel and drain rate), the admission policy's early
+shedding (``AdmissionPolicy._early``), the router's deployment plan (``Router.plan``: ejection,
+balancer, failover order) and retry budget, and each deployment's breaker, peak-EWMA and in-flight
+accounting (``DeploymentHandle``). Auth's failure throttle is the same ``KeyedGcra``.
+
+What the simulator re-expresses is only the asynchronous control flow between those decisions —
+waiting in the queue, the router's attempt loop, the admission policy's requeue on an upstream 429
+— because it cannot run on asyncio at ten million requests. :class:`SimGate` is the one place
+that mirrors a method line by line (``AdmissionGate.acquire`` up to its ``await``); the waiting
+itself uses the gate's own ``_dispatch``/``release`` with a future-like :class:`Waiter`.
+``tests/unit/surge/test_replica.py`` checks the mirror against the real gate, decision by decision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from seawall.algorithms.breaker import CircuitBreaker
+from seawall.algorithms.ejection import EjectionGuard
+from seawall.algorithms.gcra import KeyedGcra
+from seawall.algorithms.partition import PartitionedLimiter
+from seawall.algorithms.retry_budget import RetryBudget
+from seawall.config.schema import Config
+from seawall.config.stack import make_limit
+from seawall.core.errors import Overloaded
+from seawall.core.types import Criticality, Operation, Request, Response
+from seawall.policies.admission import AdmissionPolicy
+from seawall.policies.deployment import DeploymentHandle
+from seawall.policies.gate import AdmissionGate, GateSettings, Ticket
+from seawall.policies.route import ModelGroup, RetrySettings, Router
+
+__all__ = ["Replica", "SimClock", "SimGate", "SimRng", "Waiter", "build_replica"]
+
+
+class SimClock:
+    """The virtual clock: the engine moves ``t``; nothing here ever sleeps."""
+
+    __slots__ = ("t",)
+
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.t
+
+    async def sleep(self, seconds: float) -> None:
+        raise RuntimeError("the simulator's clock never sleeps; schedule an event instead")
+
+
+class SimRng:
+    __slots__ = ("random",)
+
+    def __init__(self, random: Callable[[], float]) -> None:
+        self.random = random
+
+    def token_hex(self, nbytes: int) -> str:
+        return format(int(self.random() * (1 << 62)), "x").rjust(nbytes * 2, "0")[: nbytes * 2]
+
+
+class Waiter:
+    """What a request waiting in a :class:`SimGate` queue is: the part of ``asyncio.Future`` the
+    gate uses (``done``, ``set_result``, ``set_exception``, ``cancel``). A result or an error is
+    handed to ``notify`` (the engine schedules the continuation, as asyncio would)."""
+
+    __slots__ = ("_done", "notify", "token")
+
+    def __init__(self, notify: Callable[[Any, Ticket | None, Exception | None], None], token: Any) -> None:
+        self._done = False
+        self.notify = notify
+        self.token = token
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancelled(self) -> bool:
+        return False
+
+    def cancel(self) -> bool:
+        self._done = True
+        return True
+
+    def set_result(self, ticket: Ticket) -> None:
+        self._done = True
+        self.notify(self.token, ticket, None)
+
+    def set_exception(self, exc: Exception) -> None:
+        self._done = True
+        self.notify(self.token, None, exc)
+
+
+class SimGate(AdmissionGate):
+    """:class:`AdmissionGate` whose wait is an event instead of an ``await``."""
+
+    def offer(self, crit: Criticality, units: float, deadline_s: float, waiter: Waiter) -> tuple[Ticket | None, float]:
+        """``AdmissionGate.acquire`` up to its wait, line for line.
+
+        Returns ``(ticket, 0.0)`` when the request starts now, ``(None, queue_deadline_s)`` when it
+        waits (the waiter hears of its start or rejection; the caller calls :meth:`timer` at the
+        queue deadline), and raises :class:`Overloaded` when it is refused at once."""
+        now = self.clock.now()
+        limit = self.limit.limit
+        if self.queue.units_at_or_above(crit) <= 0 and self._try_start(crit, units, limit):
+            return Ticket(crit, units, now, 0.0), 0.0
+        s = self.settings
+        if self.saturated(crit, now):
+            if self.queue.units_at_or_above(crit) > 0:
+                self.last_full_reject_s[crit] = now
+            raise Overloaded("The service is at capacity; try again shortly.", reason="overload",
+                             retry_after_s=self.retry_after_s(crit, units))
+        wait_s = self.queue.estimated_wait_s(crit, self.drain.units_per_s(now), units)
+        if not math.isfinite(wait_s):
+            wait_s = 0.0
+        if now + min(wait_s, s.max_queue_wait_s) + s.min_service_s >= deadline_s:
+            raise self._reject(crit, units, "deadline",
+                               "The service is at capacity and this request could not start before its "
+                               "deadline.")
+        if wait_s > s.max_queue_wait_s and len(self.queue) > 0:
+            raise self._reject(crit, units, "overload", "The service is at capacity; try again shortly.")
+        self.queue.max_units = max(units, s.queue_max_units_ratio * limit)
+        queue_deadline = min(deadline_s - s.min_service_s, now + s.max_queue_wait_s)
+        pushed = self.queue.push(waiter, crit, units, queue_deadline, now)  # type: ignore[arg-type]
+        for victim in pushed.evicted:
+            self._fail(victim, self._reject(victim.criticality, victim.units, "displaced",
+                                            "Displaced by more critical work; try again shortly."))
+        if not pushed.accepted:
+            raise self._reject(crit, units, "overload", "The service is at capacity; try again shortly.")
+        return None, queue_deadline
+
+    def timer(self, waiter: Waiter, crit: Criticality, units: float) -> None:
+        """The waiter's queue deadline passed (``acquire`` after its ``asyncio.wait``)."""
+        if not waiter.done():
+            self._dispatch()
+        if not waiter.done():
+            waiter.cancel()
+            waiter.notify(waiter.token, None, self._reject(
+                crit, units, "queue_timeout", "The request waited for capacity until its time ran out."))
+
+
+async def _never(request: Request) -> Response:  # pragma: no cover - the simulator never sends
+    raise RuntimeError("simulated deployments are not sent to")
+
+
+class Replica:
+    """The decision state of one gateway process."""
+
+    __slots__ = ("admission", "auth_throttle", "cpu_free_s", "criticality", "deployments", "gates", "index",
+                 "router")
+
+    def __init__(self, index: int, router: Router, admission: AdmissionPolicy | None,
+                 gates: dict[str, SimGate], auth_throttle: KeyedGcra, criticality: dict[str, Criticality]) -> None:
+        self.index = index
+        self.router = router
+        self.admission = admission
+        self.gates = gates
+        self.auth_throttle = auth_throttle
+        self.criticality = criticality
+        self.deployments: dict[str, DeploymentHandle] = {
+            d.name: d for g in router.groups.values() for d in g.deployments}
+        self.cpu_free_s = 0.0  # when this replica's event loop is next idle
+
+    def loop_lag_s(self) -> float:
+        """The event loop's backlog now: how late a timer set now would fire."""
+        return max(0.0, self.cpu_free_s - self.router.clock.now())
+
+
+def build_replica(index: int, config: Config, deployments: dict[str, list[tuple[str, float, int]]], *,
+                  clock: SimClock, rng: SimRng) -> Replica:
+    """One replica's objects from ``config`` — the constructor calls of ``config/stack.py``.
+
+    ``deployments`` maps a model group to its (name, weight, priority) deployments."""
+    r = config.resilience
+    b = r.breaker
+    groups: dict[str, ModelGroup] = {}
+    for model in config.models:
+        handles = []
+        for name, weight, priority in deployments[model.name]:
+            breaker = CircuitBreaker(
+                failure_rate_threshold=b.failure_rate_threshold, min_requests=b.min_requests,
+                consecutive_failures_to_open=b.consecutive_failures, window_s=b.window_s,
+                open_s=b.open_s, max_open_s=b.max_open_s, half_open_max_probes=b.half_open_max_probes,
+                probe_successes_to_close=b.probe_successes_to_close,
+            )
+            dep_cfg = next(d for d in model.deployments if d.name == name)
+            handles.append(DeploymentHandle(name, _never, breaker, clock, weight=weight, priority=priority,
+                                            ttft_timeout_s=dep_cfg.ttft_timeout_s))
+        op = Operation.CHAT if model.kind == "chat" else Operation.EMBEDDINGS
+        groups[model.name] = ModelGroup(model.name, op, tuple(handles), model.balancing)
+    router = Router(
+        groups, clock=clock, rng=rng,
+        budget=RetryBudget(r.retry_budget_ratio, r.retry_min_per_s, r.retry_window_s),
+        ejection=EjectionGuard(r.max_ejected_fraction),
+        retry=RetrySettings(r.max_attempts, r.backoff_base_s, r.backoff_cap_s),
+    )
+    gates: dict[str, SimGate] = {}
+    admission: AdmissionPolicy | None = None
+    replica_box: list[Replica] = []
+    a = config.admission
+    if a.enabled:
+        shares = {Criticality.parse(k): v for k, v in a.shares.items()}
+        settings = GateSettings(a.queue_max_items, a.queue_max_units_ratio, a.max_queue_wait_s,
+                                a.codel_target_s, a.codel_interval_s)
+        gates = {name: SimGate(name, clock=clock, limit=make_limit(a), limiter=PartitionedLimiter(shares),
+                               settings=settings)
+                 for name in router.groups}
+        admission = AdmissionPolicy(
+            gates, router, clock=clock, loop_lag_s=lambda: replica_box[0].loop_lag_s(),
+            lag_shed_s={Criticality.parse(k): v for k, v in a.loop_lag_shed_s.items()},
+        )
+    t = config.auth.failure_throttle
+    throttle = KeyedGcra(t.per_s, t.burst, t.max_addresses)
+    criticality = {tier.name: Criticality.parse(tier.criticality) for tier in config.tiers}
+    replica = Replica(index, router, admission, gates, throttle, criticality)
+    replica_box.append(replica)
+    return replica

@@ -1,0 +1,806 @@
+"""The surge simulator: a discrete-event run of a scenario against N gateway replicas.
+
+A virtual clock and a heap of events (arrivals, upstream completions, queue deadlines, backoffs,
+client timeouts and retries, scenario events, gauge ticks) drive the gateway's own decision
+objects (:mod:`seawall.surge.replica`), one set per replica, behind a random load balancer, in
+front of a model of the upstream deployments that behaves like the mock upstream
+(``seawall.mock``): at most ``max_in_flight`` requests at once and a 429 with the mock's
+``retry-after`` beyond that, first token after the base latency, then ``tokens_per_s``.
+
+Deterministic for a seed: arrivals and shapes come from per-tier generators
+(:mod:`seawall.surge.traffic`), the gateway's randomness (balancer, backoff jitter), the clients'
+(SDK jitter) and the load balancer's from their own seeded streams, and ties in the heap go first in,
+first out. Memory is bounded by the work in flight plus the :class:`~seawall.surge.stats.Recorder`
+buckets: no per-request history is kept.
+
+The client model is the OpenAI SDK's (``ClientBehaviour``); the gateway's CPU is modelled per
+replica as one event loop (``GatewayCpu``): work beyond one core queues, and that queue is the
+loop lag the admission policy sheds on.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from seawall.algorithms.backoff import full_jitter
+from seawall.algorithms.outcome import Outcome, classify
+from seawall.config.schema import Config
+from seawall.core.errors import GatewayError
+from seawall.core.types import Criticality
+from seawall.policies.admission import SAMPLE_MAX_LOOP_LAG_S
+from seawall.policies.deployment import MAX_COOLDOWN_S, MIN_COOLDOWN_S
+from seawall.policies.gate import MAX_RETRY_AFTER_S
+from seawall.surge.profiles import gateway_config
+from seawall.surge.replica import Replica, SimClock, SimGate, SimRng, Waiter, build_replica
+from seawall.surge.scenario import ClientBehaviour, Scenario
+from seawall.surge.stats import Recorder
+from seawall.surge.traffic import FloodArrivals, tier_sources
+
+__all__ = ["INVALID_TIER", "SimResult", "Simulation", "simulate"]
+
+INVALID_TIER = "(invalid keys)"
+_MOCK_DEFAULT_COMPLETION_TOKENS = 16  # seawall.mock.config.MockConfig.completion_tokens: the 429 hint's basis
+_SDK_MAX_RETRY_AFTER_S = 120.0  # openai._constants.MAX_RETRY_AFTER_DELAY
+
+# Attempt states
+_IDLE, _CPU, _QUEUED, _WOKEN, _BACKOFF, _UPSTREAM = range(6)
+# Upstream answers
+_OK, _R429, _R500, _TIMEOUT = range(4)
+
+
+class _Up:
+    """One upstream deployment, shared by every replica: the mock's capacity and latency model."""
+
+    __slots__ = ("base_s", "capacity", "down", "errors", "factor", "ftd_s", "in_flight", "name", "peak",
+                 "random", "rejected", "served", "tps")
+
+    def __init__(self, name: str, capacity: int, base_s: float, ftd_s: float, tps: float, error_rate: float,
+                 rng: random.Random) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.base_s = base_s
+        self.ftd_s = ftd_s
+        self.tps = tps
+        self.errors = error_rate
+        self.factor = 1.0
+        self.down = False
+        self.in_flight = 0
+        self.peak = 0
+        self.served = 0
+        self.rejected = 0
+        self.random = rng.random
+
+    def first_token_s(self) -> float:
+        return (self.base_s + self.ftd_s) * self.factor
+
+    def interval_s(self) -> float:
+        return self.factor / self.tps if self.tps > 0 else 0.0
+
+    def retry_after_s(self) -> float:
+        """``seawall.mock.model.retry_after_s`` for this deployment's current config."""
+        return self.first_token_s() + (_MOCK_DEFAULT_COMPLETION_TOKENS - 1) * self.interval_s()
+
+
+class _Req:
+    """One user request and the state of its current attempt (``gen`` invalidates stale events)."""
+
+    __slots__ = (
+        "abandon",
+        "cancel_armed",
+        "cdl",
+        "completion",
+        "crit",
+        "cut",
+        "deadline",
+        "dep",
+        "first_t",
+        "gate",
+        "gen",
+        "last_err",
+        "max_tokens",
+        "model",
+        "overloaded",
+        "permit",
+        "pos",
+        "replica",
+        "requeues",
+        "retries",
+        "rtt_s",
+        "sent",
+        "seq",
+        "started",
+        "state",
+        "stream",
+        "t_end",
+        "t_first",
+        "t_recv",
+        "ticket",
+        "tier",
+        "tried",
+        "units",
+        "up",
+        "up_kind",
+        "up_t0",
+        "waiter",
+    )
+
+    abandon: bool
+    cancel_armed: bool
+    cut: bool
+    cdl: float
+    deadline: float
+    dep: Any
+    gate: Any
+    last_err: Any
+    permit: Any
+    pos: int
+    replica: Replica
+    requeues: int
+    rtt_s: float | None
+    sent: int
+    seq: list[Any]
+    started: float
+    t_end: float
+    t_first: float
+    t_recv: float
+    ticket: Any
+    tried: list[str]
+    up: _Up | None
+    up_kind: int
+    up_t0: float
+    waiter: Waiter
+
+    def __init__(self, tier: int, crit: Criticality, units: float, stream: bool, completion: int,
+                 max_tokens: int | None, model: str, first_t: float) -> None:
+        self.tier = tier
+        self.crit = crit
+        self.units = units
+        self.stream = stream
+        self.completion = completion
+        self.max_tokens = max_tokens
+        self.model = model
+        self.first_t = first_t
+        self.retries = 0
+        self.gen = 0
+        self.state = _IDLE
+        self.overloaded: list[str] = []
+
+
+# An error as the client sees it: (status, reason, retry_after_s or None, upstream status, error kind)
+_Err = tuple[int, str, float | None, int | None, str | None]
+
+
+@dataclass
+class SimResult:
+    """What one simulated run produced, ready for the report."""
+
+    scenario: Scenario
+    profile: str
+    replicas: int
+    seed: int
+    recorder: Recorder
+    wall_s: float
+    events: int
+    requests: int  # HTTP requests that reached the gateway replicas (client retries and floods too)
+    user_requests: int
+    upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tiers(self) -> list[str]:
+        return self.recorder.tier_names
+
+
+class Simulation:
+    """One run of one scenario under one gateway configuration. Use :func:`simulate`."""
+
+    def __init__(self, scenario: Scenario, config: Config, *, profile: str = "custom", replicas: int | None = None,
+                 seed: int | None = None, bucket_s: float | None = None) -> None:
+        self.scenario = scenario
+        self.config = config
+        self.profile = profile
+        self.seed = scenario.seed if seed is None else seed
+        self.n_replicas = replicas or scenario.gateway.replicas
+        self.clock = SimClock(0.0)
+        master = random.Random(self.seed * 1_000_003 + 5)
+        self._lb = random.Random(master.random()).random
+        self._client_random = random.Random(master.random()).random
+        gw_random = random.Random(master.random())
+        tiers = list(scenario.tiers)
+        self.recorder = Recorder([*tiers, INVALID_TIER], scenario.duration_s, bucket_s=bucket_s)
+        try:
+            self._crit = [config.criticality_of(t) for t in tiers]
+        except KeyError as exc:
+            known = ", ".join(t.name for t in config.tiers)
+            raise ValueError(f"scenario tier {exc} is not a gateway tier ({known})") from None
+        self._clients: list[ClientBehaviour] = [scenario.client_of(t) for t in tiers]
+        self._patience = [(c.timeout_s, c.abandon_after_s) for c in self._clients]
+        self._sources = tier_sources(scenario, self.seed)
+        self._floods = FloodArrivals(scenario, random.Random(master.random()))
+        deps = {m.name: [(d.name, d.weight, d.priority) for d in m.deployments] for m in scenario.upstream.models}
+        rng = SimRng(gw_random.random)
+        self.replicas: list[Replica] = [build_replica(i, config, deps, clock=self.clock, rng=rng)
+                                        for i in range(self.n_replicas)]
+        up_random = random.Random(master.random())
+        self.ups: dict[str, _Up] = {}
+        for _, d in scenario.deployments():
+            self.ups[d.name] = _Up(d.name, d.max_in_flight, d.base_latency_s, d.first_token_delay_s,
+                                   d.tokens_per_s, d.error_rate, random.Random(up_random.random()))
+        self._timeouts = {}
+        for model in config.models:
+            for i, dep_cfg in enumerate(model.deployments):
+                self._timeouts[config.deployment_name(
+                    [m.name for m in config.models].index(model.name), i)] = dep_cfg.timeouts
+        self._net_rtt = scenario.upstream.network_rtt_s
+        self._client_rtt = scenario.gateway.client_rtt_s
+        cpu = scenario.gateway.cpu
+        self._cpu_proxied = cpu.proxied_s
+        self._cpu_rejected = cpu.rejected_s
+        self._cpu_auth = cpu.auth_failure_s
+        self._max_timeout_s = config.server.max_timeout_s
+        self._heap: list[tuple[float, int, Callable[[Any, Any], None], Any, Any]] = []
+        self._seq = itertools.count()
+        self.pending = 0
+        self.requests = 0
+        self.user_requests = 0
+        self.events = 0
+
+    # -- the engine ------------------------------------------------------------------------------
+
+    def _push(self, t: float, fn: Callable[[Any, Any], None], a: Any, b: Any) -> None:
+        heapq.heappush(self._heap, (t, next(self._seq), fn, a, b))
+
+    def _at(self, req: _Req, t: float, fn: Callable[[Any, Any], None], b: Any) -> None:
+        """Schedule ``fn`` for the current attempt of ``req`` — or its client's timeout first."""
+        if t > req.cdl and not req.cancel_armed:
+            req.cancel_armed = True
+            heapq.heappush(self._heap, (req.cdl, next(self._seq), self._client_timeout, req, req.gen))
+        heapq.heappush(self._heap, (t, next(self._seq), fn, req, b))
+
+    def run(self) -> SimResult:
+        started = time.perf_counter()
+        for i, src in enumerate(self._sources):
+            t = src.arrivals.next()
+            if t < math.inf:
+                self._push(t, self._arrive, i, None)
+        flood = self._floods.next()
+        if flood is not None:
+            self._push(flood[0], self._flood, flood[1], None)
+        for event in self.scenario.events:
+            self._schedule_event(event)
+        self._push(self.recorder.bucket_s / 2, self._tick, None, None)
+        heap = self._heap
+        pop = heapq.heappop
+        clock = self.clock
+        horizon = self.scenario.duration_s + 3600.0
+        events = 0
+        while heap:
+            t, _, fn, a, b = pop(heap)
+            if t > horizon:
+                break
+            clock.t = t
+            fn(a, b)
+            events += 1
+        self.events = events
+        return SimResult(
+            scenario=self.scenario, profile=self.profile, replicas=self.n_replicas, seed=self.seed,
+            recorder=self.recorder, wall_s=time.perf_counter() - started, events=events,
+            requests=self.requests, user_requests=self.user_requests,
+            upstream={u.name: {"capacity_final": u.capacity, "peak_in_flight": u.peak, "served": u.served,
+                               "rejected_429": u.rejected} for u in self.ups.values()},
+            budget=self._budget_totals(),
+        )
+
+    def _budget_totals(self) -> dict[str, Any]:
+        requests = sum(r.router.budget.requests_total for r in self.replicas)
+        retries = sum(r.router.budget.retries_total for r in self.replicas)
+        denied = sum(r.router.budget.denied_total for r in self.replicas)
+        return {"requests": requests, "retries": retries, "denied": denied,
+                "amplification": (requests + retries) / requests if requests else None}
+
+    # -- arrivals and the client -----------------------------------------------------------------
+
+    def _arrive(self, ti: int, _: Any) -> None:
+        now = self.clock.t
+        src = self._sources[ti]
+        prompt, max_tokens, completion, stream, model = src.draw()
+        req = _Req(ti, self._crit[ti], float(prompt + (max_tokens or 256)), stream, completion, max_tokens, model,
+                   now)
+        self.pending += 1
+        self.user_requests += 1
+        rec = self.recorder
+        b = int(now * rec.inv_bucket)
+        rec.tiers[ti].arrivals[b if b < rec.n else rec.n - 1] += 1
+        nxt = src.arrivals.next()
+        if nxt < math.inf:
+            heapq.heappush(self._heap, (nxt, next(self._seq), self._arrive, ti, None))
+        self._send(req, None)
+
+    def _send(self, req: _Req, _: Any) -> None:
+        """The client sends an attempt (the first, or a retry) to a replica chosen by the balancer."""
+        now = self.clock.t
+        req.gen = gen = req.gen + 1
+        timeout_s, abandon_s = self._patience[req.tier]
+        cdl = now + timeout_s
+        if abandon_s is not None and req.first_t + abandon_s < cdl:
+            cdl = req.first_t + abandon_s
+            req.abandon = True
+        else:
+            req.abandon = False
+        req.cdl = cdl
+        req.cancel_armed = False
+        replica = self.replicas[int(self._lb() * self.n_replicas)]
+        req.replica = replica
+        req.deadline = now + min(cdl - now, self._max_timeout_s)  # the client's x-stainless-timeout
+        self.requests += 1
+        rec = self.recorder
+        b = int(now * rec.inv_bucket)
+        rec.tiers[req.tier].offered[b if b < rec.n else rec.n - 1] += 1
+        free = replica.cpu_free_s
+        if free > now:
+            replica.cpu_free_s = free + self._cpu_rejected
+            req.state = _CPU
+            self._at(req, free, self._process, gen)
+        else:
+            replica.cpu_free_s = now + self._cpu_rejected
+            self._process(req, gen)
+
+    def _reply(self, req: _Req, err: _Err | None) -> None:
+        """The gateway answers the current attempt (``err`` None: 200); the client reacts."""
+        now = self.clock.t
+        req.state = _IDLE
+        req.gen += 1  # nothing more happens to this attempt
+        rec = self.recorder
+        t_recv = now + self._client_rtt
+        if err is None:
+            b = int(now * rec.inv_bucket)
+            rec.tiers[req.tier].outcomes["ok"][b if b < rec.n else rec.n - 1] += 1
+            ttft = (req.t_first if req.t_first >= 0 else now) + self._client_rtt - req.first_t
+            rec.user_end(t_recv, req.tier, True, t_recv - req.first_t, ttft)
+            self.pending -= 1
+            return
+        status, reason, retry_after, _, _ = err
+        if reason == "upstream_429":
+            outcome = "upstream_429"
+        elif status == 503 or status == 429:
+            outcome = "shed"
+        else:
+            outcome = "error"
+        # Recorder.attempt_end, inlined: this is the path of every shed request
+        b = int(now * rec.inv_bucket)
+        if b >= rec.n:
+            b = rec.n - 1
+        tr = rec.tiers[req.tier]
+        tr.outcomes[outcome][b] += 1
+        tr.reasons[reason] = tr.reasons.get(reason, 0) + 1
+        series = rec.reason_series.get(reason)
+        if series is None:
+            series = rec.reason_series[reason] = [0] * rec.n
+        series[b] += 1
+        if retry_after is None and status in (429, 503):
+            retry_after = 1.0
+        if retry_after is not None:  # what the server edge puts in retry-after-ms
+            retry_after = max(1, round(min(max(retry_after, 0.001), MAX_RETRY_AFTER_S) * 1000)) / 1000.0
+        retryable = status >= 500 or status in (408, 409, 429)
+        self._client_retry_or_fail(req, t_recv, retry_after, reason, retryable=retryable)
+
+    def _client_retry_or_fail(self, req: _Req, t_recv: float, retry_after: float | None, reason: str,
+                              retryable: bool) -> None:
+        client = self._clients[req.tier]
+        if client.retries == "none" or req.retries >= client.max_retries or not retryable:
+            self.recorder.user_end(t_recv, req.tier, False, t_recv - req.first_t, reason=reason)
+            self.pending -= 1
+            return
+        if client.honour_retry_after and retry_after is not None and 0 < retry_after <= _SDK_MAX_RETRY_AFTER_S:
+            delay = retry_after
+        else:
+            delay = min(client.backoff_initial_s * 2.0 ** req.retries, client.backoff_max_s)
+            delay *= 1.0 - 0.25 * self._client_random()
+        if client.abandon_after_s is not None and t_recv + delay - req.first_t >= client.abandon_after_s:
+            self.recorder.user_end(t_recv, req.tier, False, t_recv - req.first_t, reason="abandoned")
+            self.pending -= 1
+            return
+        req.retries += 1
+        heapq.heappush(self._heap, (t_recv + delay, next(self._seq), self._send, req, None))
+
+    def _client_timeout(self, req: _Req, gen: int) -> None:
+        """The client's per-attempt timeout (or the user's patience) ran out: it disconnects."""
+        if req.gen != gen or req.state == _IDLE:
+            return
+        now = self.clock.t
+        state = req.state
+        if state == _QUEUED:
+            req.waiter.cancel()
+        elif state == _UPSTREAM:
+            self._release_upstream(req)
+            req.dep._finish(req.permit, req.units, Outcome.CANCELLED, None)
+            self.recorder.router(now, req.sent + 1)
+            if req.gate is not None:
+                # A stream already handed to the client is released with its first-byte sample
+                # (AdmissionPolicy._release_after's finally); before that, with none.
+                rtt_s = req.rtt_s if req.t_first >= 0 else None
+                req.gate.release(req.ticket, rtt_s=rtt_s, dropped=False)
+        elif state == _BACKOFF:
+            self.recorder.router(now, req.sent)
+            if req.gate is not None:
+                req.gate.release(req.ticket, rtt_s=None, dropped=False)
+        # _CPU: nothing held yet. _WOKEN: the stale continuation gives its ticket back.
+        req.state = _IDLE
+        req.gen += 1
+        reason = "abandoned" if req.abandon else "client_timeout"
+        self.recorder.attempt_end(now, req.tier, "cancelled", reason)
+        if req.abandon:
+            self.recorder.user_end(now, req.tier, False, now - req.first_t, reason="abandoned")
+            self.pending -= 1
+            return
+        self._client_retry_or_fail(req, now, None, reason, retryable=True)
+
+    # -- the gateway: auth and admission ---------------------------------------------------------
+
+    def _flood(self, address: int, _: Any) -> None:
+        now = self.clock.t
+        nxt = self._floods.next()
+        if nxt is not None:
+            heapq.heappush(self._heap, (nxt[0], next(self._seq), self._flood, nxt[1], None))
+        replica = self.replicas[int(self._lb() * self.n_replicas)]
+        replica.cpu_free_s = max(replica.cpu_free_s, now) + self._cpu_auth
+        self.requests += 1
+        ti = len(self._sources)
+        rec = self.recorder
+        rec.arrival(now, ti)
+        rec.offered(now, ti)
+        key = f"10.0.{address // 250}.{address % 250 + 1}"
+        throttle = replica.auth_throttle
+        # AuthPolicy.authenticate for a well-formed but unknown key
+        if throttle.would_wait(key, now) > 0:
+            rec.attempt_end(now, ti, "rejected_auth", "auth_throttle")
+        else:
+            throttle.take(key, now)
+            rec.attempt_end(now, ti, "rejected_auth", "invalid_api_key")
+
+    def _process(self, req: _Req, gen: int) -> None:
+        """The replica's event loop gets to the request: auth passed (a valid key), admission."""
+        if req.gen != gen:
+            return
+        req.requeues = 0
+        req.gate = None
+        req.ticket = None
+        req.tried = []
+        req.t_first = -1.0
+        replica = req.replica
+        admission = replica.admission
+        if admission is not None:
+            try:
+                admission._early(req.crit)
+            except GatewayError as err:
+                self._reply(req, (err.status, err.reason, err.retry_after_s, None, None))
+                return
+            gate = replica.gates.get(req.model)
+            if gate is not None:
+                req.gate = gate
+                self._offer(req)
+                return
+        self._start(req, None)
+
+    def _offer(self, req: _Req) -> None:
+        gate: SimGate = req.gate
+        waiter = Waiter(self._woken, req)
+        try:
+            ticket, queue_deadline = gate.offer(req.crit, req.units, req.deadline, waiter)
+        except GatewayError as err:
+            self._reply(req, (err.status, err.reason, err.retry_after_s, None, None))
+            return
+        if ticket is not None:
+            self._start(req, ticket)
+            return
+        req.state = _QUEUED
+        req.waiter = waiter
+        self._at(req, queue_deadline, self._queue_timer, req.gen)
+
+    def _queue_timer(self, req: _Req, gen: int) -> None:
+        if req.gen == gen and req.state == _QUEUED:
+            req.gate.timer(req.waiter, req.crit, req.units)
+
+    def _woken(self, req: _Req, ticket: Any, exc: Exception | None) -> None:
+        """The gate started (or refused) a waiting request: continue it, as asyncio would, next."""
+        if req.state == _QUEUED:
+            req.state = _WOKEN
+        heapq.heappush(self._heap, (self.clock.t, next(self._seq), self._resume, req, (req.gen, ticket, exc)))
+
+    def _resume(self, req: _Req, arg: tuple[int, Any, Exception | None]) -> None:
+        gen, ticket, exc = arg
+        if req.gen != gen:
+            if ticket is not None:  # started as its caller went away: acquire() gives it back
+                req.gate.release(ticket, rtt_s=None, dropped=False)
+            return
+        if exc is not None:
+            err = exc if isinstance(exc, GatewayError) else GatewayError(str(exc))
+            self._reply(req, (err.status, err.reason, err.retry_after_s, None, None))
+            return
+        self._start(req, ticket)
+
+    def _start(self, req: _Req, ticket: Any) -> None:
+        now = self.clock.t
+        req.ticket = ticket
+        req.started = now
+        req.replica.cpu_free_s += self._cpu_proxied - self._cpu_rejected
+        self.recorder.admitted(now, req.tier)
+        self._route(req)
+
+    # -- the gateway: the router -----------------------------------------------------------------
+
+    def _route(self, req: _Req) -> None:
+        """``Router.__call__`` up to its loop."""
+        now = self.clock.t
+        router = req.replica.router
+        router.budget.on_request(now)
+        group = router.groups[req.model]
+        order = router.plan(group, now)
+        req.sent = 0
+        req.overloaded = []
+        req.last_err = None
+        if not order:
+            self._router_failed(req, (503, "all_ejected", 1.0, None, None))
+            return
+        attempts = router.retry.max_attempts
+        req.seq = (order * attempts)[: max(len(order), attempts)]
+        req.pos = 0
+        self._router_loop(req, None)
+
+    def _router_loop(self, req: _Req, resume: Any) -> None:
+        """``Router.__call__``'s loop over deployments in failover order."""
+        router = req.replica.router
+        if resume is not None and self._attempt(req, resume):
+            return
+        seq = req.seq
+        max_attempts = router.retry.max_attempts
+        while req.pos < len(seq):
+            dep = seq[req.pos]
+            req.pos += 1
+            if req.sent >= max_attempts:
+                break
+            if dep.name in req.overloaded:
+                continue
+            if req.sent > 0:
+                now = self.clock.t
+                if now >= req.deadline:
+                    break
+                if not router.budget.try_retry(now, req.retries):
+                    break
+                if dep.name in req.tried:
+                    r = router.retry
+                    wait_s = full_jitter(req.sent - 1, r.backoff_base_s, r.backoff_cap_s, router.rng.random())
+                    if now + wait_s >= req.deadline:
+                        break
+                    req.state = _BACKOFF
+                    self._at(req, now + wait_s, self._backoff_done, (req.gen, dep))
+                    return
+            if self._attempt(req, dep):
+                return
+        err = req.last_err
+        if err is None:
+            err = (503, "no_deployment", 1.0, None, None)
+        self._router_failed(req, err)
+
+    def _backoff_done(self, req: _Req, arg: tuple[int, Any]) -> None:
+        gen, dep = arg
+        if req.gen == gen and req.state == _BACKOFF:
+            self._router_loop(req, dep)
+
+    def _attempt(self, req: _Req, dep: Any) -> bool:
+        """``DeploymentHandle.attempt``: False when the breaker refused (nothing was sent)."""
+        now = self.clock.t
+        permit = dep.breaker.allow(now)
+        if permit is None:
+            req.last_err = (503, "breaker_open", dep.breaker.retry_after_s(now), None, None)
+            return False
+        req.tried.append(dep.name)
+        dep.inflight_units += req.units
+        req.dep = dep
+        req.permit = permit
+        req.up_t0 = now
+        req.state = _UPSTREAM
+        up = self.ups[dep.name]
+        rtt = self._net_rtt
+        if up.down:
+            req.up = None
+            req.up_kind = _R500
+            self._at(req, now + rtt, self._upstream_done, req.gen)
+            return True
+        if up.in_flight >= up.capacity:
+            up.rejected += 1
+            req.up = None
+            req.up_kind = _R429
+            self._at(req, now + rtt, self._upstream_done, req.gen)
+            return True
+        up.in_flight += 1
+        if up.in_flight > up.peak:
+            up.peak = up.in_flight
+        req.up = up
+        first_s = up.first_token_s()
+        timeouts = self._timeouts[dep.name]
+        limit_t = min(now + timeouts.total_s, req.deadline)
+        if up.errors and up.random() < up.errors:
+            req.up_kind = _R500
+            self._at(req, max(now, min(now + rtt + first_s, limit_t)), self._upstream_done, req.gen)
+            return True
+        n = req.completion if req.max_tokens is None or req.max_tokens >= req.completion else req.max_tokens
+        total_s = first_s + max(n - 1, 0) * up.interval_s()
+        head_s = first_s if req.stream else total_s  # when the response head (first byte) arrives
+        if head_s > timeouts.read_s or now + rtt + head_s > limit_t:
+            req.up_kind = _TIMEOUT
+            self._at(req, max(now, min(now + timeouts.read_s, limit_t)), self._upstream_done, req.gen)
+            return True
+        req.up_kind = _OK
+        req.t_end = min(now + rtt + total_s, limit_t)
+        req.cut = req.t_end < now + rtt + total_s  # a stream that runs into its deadline breaks mid-way
+        if req.stream:
+            self._at(req, now + rtt + first_s, self._first_byte, req.gen)
+        else:
+            self._at(req, req.t_end, self._upstream_done, req.gen)
+        return True
+
+    def _sample(self, req: _Req, now: float) -> float | None:
+        """The admission policy's latency sample: none while the replica's event loop lags."""
+        if req.replica.loop_lag_s() > SAMPLE_MAX_LOOP_LAG_S:
+            return None
+        return now - req.started
+
+    def _release_upstream(self, req: _Req) -> None:
+        up = req.up
+        if up is not None:
+            up.in_flight -= 1
+            req.up = None
+
+    def _headroom(self, up: _Up | None) -> float:
+        if up is None:
+            return 1.0
+        return max(up.capacity - up.in_flight, 0) / up.capacity
+
+    def _first_byte(self, req: _Req, gen: int) -> None:
+        """A stream's first event: the router returns the response (breaker result at its end)."""
+        if req.gen != gen or req.state != _UPSTREAM:
+            return
+        now = self.clock.t
+        dep = req.dep
+        dep.ewma.observe(now, now - req.up_t0)
+        dep.headroom = self._headroom(req.up)
+        req.t_first = now
+        req.rtt_s = self._sample(req, now)
+        self._at(req, req.t_end, self._stream_end, gen)
+
+    def _stream_end(self, req: _Req, gen: int) -> None:
+        if req.gen != gen or req.state != _UPSTREAM:
+            return
+        up = req.up
+        if up is not None:
+            up.served += 1
+        self._release_upstream(req)
+        broke = req.cut
+        req.dep._finish(req.permit, req.units, Outcome.FAILURE if broke else Outcome.SUCCESS, None)
+        if req.gate is not None:
+            req.gate.release(req.ticket, rtt_s=req.rtt_s, dropped=False)
+        self.recorder.router(self.clock.t, req.sent + 1)
+        # after the first byte nothing is retried: the stream ends with an error event
+        self._reply(req, (502, "upstream_timeout", None, None, "timeout") if broke else None)
+
+    def _upstream_done(self, req: _Req, gen: int) -> None:
+        if req.gen != gen or req.state != _UPSTREAM:
+            return
+        now = self.clock.t
+        dep = req.dep
+        kind = req.up_kind
+        up = req.up
+        if kind == _OK and up is not None:
+            up.served += 1
+            dep.ewma.observe(now, now - req.up_t0)
+            dep.headroom = self._headroom(up)
+            self._release_upstream(req)
+            dep._finish(req.permit, req.units, Outcome.SUCCESS, None)
+            if req.gate is not None:
+                req.gate.release(req.ticket, rtt_s=self._sample(req, now), dropped=False)
+            self.recorder.router(now, req.sent + 1)
+            self._reply(req, None)
+            return
+        self._release_upstream(req)
+        if kind == _R429:
+            hint_s = self.ups[dep.name].retry_after_s()
+            err: _Err = (503, "upstream_429", hint_s, 429, None)
+            dep.cooldown_until_s = now + min(max(hint_s, MIN_COOLDOWN_S), MAX_COOLDOWN_S)
+            dep._finish(req.permit, req.units, Outcome.OVERLOADED, 0.0)
+            req.overloaded.append(dep.name)
+        elif kind == _R500:
+            err = (502, "upstream_500", None, 500, None)
+            dep._finish(req.permit, req.units, Outcome.FAILURE, None)
+        else:
+            err = (504, "upstream_timeout", None, None, "timeout")
+            dep._finish(req.permit, req.units, Outcome.FAILURE, None)
+        req.sent += 1
+        req.last_err = err
+        req.state = _BACKOFF  # holds its ticket, nothing upstream: a client timeout now is as in a backoff
+        self._router_loop(req, None)
+
+    def _router_failed(self, req: _Req, err: _Err) -> None:
+        """The router gave up: the admission policy's ``except GatewayError`` branch."""
+        now = self.clock.t
+        self.recorder.router(now, req.sent)
+        gate = req.gate
+        if gate is None:
+            self._reply(req, err)
+            return
+        status, _, _, up_status, error_kind = err
+        if up_status is None and error_kind is None:
+            outcome = Outcome.FAILURE if status >= 500 else Outcome.CLIENT_ERROR
+        else:
+            outcome = classify(up_status, error_kind)
+        dropped = outcome is Outcome.OVERLOADED or error_kind == "timeout"
+        gate.release(req.ticket, rtt_s=None, dropped=dropped)
+        req.ticket = None
+        admission = req.replica.admission
+        if (outcome is Outcome.OVERLOADED and admission is not None and req.requeues < admission.max_requeues
+                and req.replica.router.budget.try_retry(now, req.retries)):
+            req.requeues += 1
+            self._offer(req)
+            return
+        if outcome is Outcome.OVERLOADED:
+            err = (err[0], err[1], max(err[2] or 0.0, gate.retry_after_s(req.crit, req.units)), err[3], err[4])
+        self._reply(req, err)
+
+    # -- scenario events and gauges --------------------------------------------------------------
+
+    def _schedule_event(self, event: Any) -> None:
+        kind = event.kind
+        if kind == "invalid_key_flood":
+            return  # FloodArrivals
+        at = event.at_s + (event.cold_start_s if kind == "capacity_added" else 0.0)
+        self._push(at, self._apply_event, event, None)
+
+    def _apply_event(self, event: Any, _: Any) -> None:
+        up = self.ups[event.deployment]
+        kind = event.kind
+        if kind == "deployment_down":
+            up.down = True
+        elif kind == "deployment_slow":
+            up.factor = event.factor
+        elif kind == "deployment_recover":
+            up.down = False
+            up.factor = 1.0
+        elif kind == "capacity_added":
+            up.capacity += event.max_in_flight
+
+    def _tick(self, _: Any, __: Any) -> None:
+        now = self.clock.t
+        rec = self.recorder
+        for group in self.scenario.upstream.models:
+            name = group.name
+            limits = [r.gates[name].limit.limit for r in self.replicas if name in r.gates]
+            if limits:
+                rec.gauge(f"limit_units.{name}.mean", now, sum(limits) / len(limits))
+                rec.gauge(f"limit_units.{name}.min", now, min(limits))
+                rec.gauge(f"limit_units.{name}.max", now, max(limits))
+                rec.gauge(f"limit_units.{name}.total", now, sum(limits))
+                rec.gauge(f"inflight_units.{name}.total", now,
+                          sum(r.gates[name].limiter.inflight for r in self.replicas))
+                rec.gauge(f"queued.{name}.total", now, float(sum(len(r.gates[name].queue) for r in self.replicas)))
+        for up in self.ups.values():
+            rec.gauge(f"upstream_in_flight.{up.name}", now, float(up.in_flight))
+            rec.gauge(f"upstream_capacity.{up.name}", now, float(up.capacity))
+            opened = sum(1 for r in self.replicas if r.deployments[up.name].is_open(now))
+            rec.gauge(f"breaker_open_fraction.{up.name}", now, opened / self.n_replicas)
+        rec.gauge("loop_lag_s.max", now, max(r.loop_lag_s() for r in self.replicas))
+        if now < self.scenario.duration_s or self.pending > 0:
+            self._push(now + rec.bucket_s, self._tick, None, None)
+
+
+def simulate(scenario: Scenario, profile: str = "seawall", *, replicas: int | None = None, seed: int | None = None,
+             bucket_s: float | None = None) -> SimResult:
+    """Run ``scenario`` under the gateway configuration ``profile`` (see :mod:`seawall.surge.profiles`)."""
+    config = gateway_config(scenario, profile)
+    return Simulation(scenario, config, profile=profile, replicas=replicas, seed=seed, bucket_s=bucket_s).run()

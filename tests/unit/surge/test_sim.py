@@ -1,0 +1,119 @@
+import json
+
+import pytest
+
+from seawall.surge.sim import INVALID_TIER, simulate
+from tests.unit.surge.conftest import tiny
+
+TWO_DEPLOYMENTS = {"models": [{"name": "chat", "deployments": [
+    {"name": "a", "max_in_flight": 8, "base_latency_s": 0.2, "tokens_per_s": 0},
+    {"name": "b", "max_in_flight": 8, "base_latency_s": 0.2, "tokens_per_s": 0}]}]}
+STEADY = [{"name": "steady", "duration_s": 30, "rates": {"api": 10, "plus": 10, "free": 10}}]
+
+
+def _summary(result):
+    return {t: result.recorder.summary(i) for i, t in enumerate(result.tiers)}
+
+
+def test_deterministic_for_a_seed(tiny_scenario):
+    a = simulate(tiny_scenario, "seawall", seed=3)
+    b = simulate(tiny_scenario, "seawall", seed=3)
+    c = simulate(tiny_scenario, "seawall", seed=4)
+    assert json.dumps(a.recorder.to_json()) == json.dumps(b.recorder.to_json())
+    assert json.dumps(a.recorder.to_json()) != json.dumps(c.recorder.to_json())
+    assert a.events == b.events
+
+
+@pytest.mark.parametrize("profile", ["seawall", "naive"])
+def test_every_request_ends_exactly_once_and_capacity_holds(tiny_scenario, profile):
+    r = simulate(tiny_scenario, profile, replicas=3)
+    for i, tier in enumerate(r.tiers):
+        tr = r.recorder.tiers[i]
+        if tier == INVALID_TIER:
+            continue
+        assert sum(tr.user_ok) + sum(tr.user_fail) == sum(tr.arrivals) > 0
+        ended = sum(sum(v) for v in tr.outcomes.values())
+        assert ended == sum(tr.offered)
+    assert r.upstream["a"]["peak_in_flight"] <= 8
+    assert r.requests == sum(sum(t.offered) for t in r.recorder.tiers)
+
+
+def test_seawall_keeps_critical_traffic_alive_where_naive_does_not(tiny_scenario):
+    seawall, naive = _summary(simulate(tiny_scenario, "seawall")), _summary(simulate(tiny_scenario, "naive"))
+    assert seawall["api"]["success_rate_pct"] == 100.0
+    assert naive["api"]["success_rate_pct"] < 80.0
+    assert "upstream_429" in naive["api"]["reasons"]
+    assert seawall["free"]["reasons"].get("overload", 0) > 0  # shed by the gateway itself, fast
+    assert seawall["free"]["success_rate_pct"] < seawall["plus"]["success_rate_pct"]
+
+
+def test_failover_and_breaker_when_a_deployment_goes_down():
+    s = tiny(upstream=TWO_DEPLOYMENTS, phases=STEADY,
+             events=[{"at_s": 10, "kind": "deployment_down", "deployment": "a"},
+                     {"at_s": 20, "kind": "deployment_recover", "deployment": "a"}])
+    r = simulate(s, "seawall")
+    summary = _summary(r)
+    assert summary["api"]["success_rate_pct"] >= 99.0  # failed attempts were retried on b
+    assert r.recorder.gateway_requests and r.budget["retries"] > 0
+    open_fraction = r.recorder.gauges["breaker_open_fraction.a"]
+    bucket = r.recorder.bucket_s
+    during = [v for i, v in enumerate(open_fraction) if v is not None and 11 < i * bucket < 19]
+    assert max(during) == 1.0  # the breaker took the dead deployment out
+    naive = _summary(simulate(s, "naive"))
+    assert naive["api"]["success_rate_pct"] < 90.0  # one attempt, no failover
+
+
+def test_slow_deployment_raises_latency_and_recovery_restores_it():
+    s = tiny(phases=[{"name": "x", "duration_s": 30, "rates": {"api": 5}}],
+             events=[{"at_s": 10, "kind": "deployment_slow", "deployment": "a", "factor": 3},
+                     {"at_s": 20, "kind": "deployment_recover", "deployment": "a"}], slo={})
+    r = simulate(s, "seawall")
+    p99 = r.recorder.to_json()["tiers"]["api"]["series"]["p50_s"]
+    bucket = r.recorder.bucket_s
+    slow = [v for i, v in enumerate(p99) if v and 12 < i * bucket < 19]
+    fast = [v for i, v in enumerate(p99) if v and (i * bucket < 9 or 22 < i * bucket < 29)]
+    assert min(slow) > 0.55 and max(fast) < 0.25
+
+
+def test_invalid_key_flood_is_refused_and_throttled_per_address(tiny_scenario):
+    s = tiny(events=[{"at_s": 5, "kind": "invalid_key_flood", "per_s": 300, "duration_s": 10, "addresses": 3}])
+    r = simulate(s, "seawall")
+    reasons = r.recorder.summary(len(r.tiers) - 1)["reasons"]
+    assert reasons["invalid_api_key"] == pytest.approx(3 * (20 + 2 * 10), abs=6)  # burst + per_s, per address
+    assert reasons["auth_throttle"] > 2500
+    base = _summary(simulate(tiny_scenario, "seawall"))
+    assert _summary(r)["api"]["success_rate_pct"] == base["api"]["success_rate_pct"]
+
+
+def test_capacity_added_after_cold_start():
+    s = tiny(events=[{"at_s": 5, "kind": "capacity_added", "deployment": "a", "max_in_flight": 24,
+                      "cold_start_s": 10}])
+    r = simulate(s, "naive")
+    assert r.upstream["a"]["capacity_final"] == 32
+    caps = r.recorder.gauges["upstream_capacity.a"]
+    bucket = r.recorder.bucket_s
+    assert {v for i, v in enumerate(caps) if v is not None and i * bucket < 14.5} == {8.0}
+    assert {v for i, v in enumerate(caps) if v is not None and 15.5 < i * bucket < 30} == {32.0}
+    assert r.upstream["a"]["peak_in_flight"] > 8
+
+
+def test_sdk_clients_retry_and_honour_retry_after(tiny_scenario):
+    s = tiny(client={"retries": "sdk", "max_retries": 2, "timeout_s": 30})
+    r = simulate(s, "naive")
+    free = _summary(r)["free"]
+    assert 1.5 < free["client_amplification"] <= 3.0
+    none = _summary(simulate(tiny_scenario, "naive"))["free"]
+    assert none["client_amplification"] == 1.0
+    assert free["success_rate_pct"] > none["success_rate_pct"]  # the retries found capacity later
+
+
+def test_impatient_users_abandon():
+    s = tiny(upstream={"models": [{"name": "chat", "deployments": [
+                 {"name": "a", "max_in_flight": 4, "base_latency_s": 3.0, "tokens_per_s": 0}]}]},
+             client={"retries": "sdk", "max_retries": 5, "timeout_s": 60, "abandon_after_s": 2.0},
+             phases=[{"name": "x", "duration_s": 10, "rates": {"api": 5}}], slo={})
+    r = simulate(s, "naive")
+    api = _summary(r)["api"]
+    assert api["success_rate_pct"] == 0.0
+    assert set(api["user_fail_reasons"]) <= {"abandoned"}
+    assert r.upstream["a"]["peak_in_flight"] <= 4
