@@ -243,7 +243,7 @@ class AdmissionSettings(_Strict):
 
     enabled: bool = True
     algorithm: Literal["gradient2", "vegas", "aimd"] = "gradient2"
-    initial_limit_units: float = Field(4096, gt=0)
+    initial_limit_units: float = Field(65536, gt=0, description="generous: a 429 or queueing brings it down at once")
     min_limit_units: float = Field(256, gt=0)
     max_limit_units: float = Field(10_000_000, gt=0)
     shares: dict[_CRITICALITIES, float] = Field(default_factory=lambda: dict(_DEFAULT_SHARES))

@@ -9,9 +9,9 @@ Position: after auth (the tier is known) and before route (nothing is sent yet).
    rise with criticality; and if every gate is already refusing this criticality for capacity, the
    request is refused without parsing its body.
 3. **The gate** of the request's model group: start, wait (bounded), or a typed 503.
-4. On completion, the gate gets its units back and one sample for the adaptive limit: latency to
-   the first byte (streams) or to the whole answer, or a *drop* when the upstream said 429 or timed
-   out. Upstream 429s therefore shrink the limit instead of reaching clients as a retry storm.
+4. On completion, the gate gets its units back and one sample for the adaptive limit: seconds per
+   output token of the whole request (see ``_sample``), or a *drop* when the upstream said 429 or
+   timed out. Upstream 429s therefore shrink the limit instead of reaching clients as a retry storm.
 """
 
 from __future__ import annotations
@@ -130,32 +130,43 @@ class AdmissionPolicy:
             except BaseException as exc:
                 gate.release(ticket, rtt_s=None, dropped=getattr(exc, "error_kind", None) == "timeout")
                 raise
-        rtt_s: float | None = self.clock.now() - started
-        if self.loop_lag_s is not None and self.loop_lag_s() > SAMPLE_MAX_LOOP_LAG_S:
-            # The gateway's own CPU is the bottleneck: latency now measures our event loop, not the
-            # upstream, and must not shrink the upstream's limit (loop-lag shedding handles it).
-            rtt_s = None
         response.headers.append(("x-seawall-criticality", crit.label))
         if self.on_admit is not None:
             self.on_admit(group.name, crit.label, ticket.queued_s)
         if response.stream is None:
             if request.payload.service_tier is not None and request.api == "openai":
                 response.body = _with_service_tier(response.body, service_tier_of(crit))
-            gate.release(ticket, rtt_s=rtt_s, dropped=False)
+            gate.release(ticket, rtt_s=self._sample(started, response), dropped=False)
             return response
-        response.stream = self._release_after(response.stream, gate, ticket, rtt_s)
+        response.stream = self._release_after(response.stream, gate, ticket, started, response)
         return response
 
+    def _sample(self, started_s: float, response: Response) -> float | None:
+        """The limit's latency sample: seconds per output token of a finished request.
+
+        Raw latency grows with the length of the answer, which says nothing about congestion; time
+        per output token (TTFT spread over the answer, plus decode time per token) rises when the
+        upstream queues or batches more, whatever the mix of lengths. None while the gateway's own
+        event loop lags: then latency measures our CPU, not the upstream (loop-lag shedding
+        handles that), and must not shrink the upstream's limit.
+        """
+        if self.loop_lag_s is not None and self.loop_lag_s() > SAMPLE_MAX_LOOP_LAG_S:
+            return None
+        tokens = response.usage.completion_tokens if response.usage is not None else 0
+        return (self.clock.now() - started_s) / (1 + tokens)
+
     async def _release_after(self, inner: AsyncIterator[bytes], gate: AdmissionGate, ticket: Ticket,
-                             ttfb_s: float | None) -> AsyncIterator[bytes]:
+                             started_s: float, response: Response) -> AsyncIterator[bytes]:
+        finished = False
         try:
             async for item in inner:
                 yield item
+            finished = True
         finally:
             aclose = getattr(inner, "aclose", None)
             if aclose is not None:
                 await aclose()
-            gate.release(ticket, rtt_s=ttfb_s, dropped=False)
+            gate.release(ticket, rtt_s=self._sample(started_s, response) if finished else None, dropped=False)
 
 
 

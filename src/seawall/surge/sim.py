@@ -423,10 +423,9 @@ class Simulation:
             req.dep._finish(req.permit, req.units, Outcome.CANCELLED, None)
             self.recorder.router(now, req.sent + 1)
             if req.gate is not None:
-                # A stream already handed to the client is released with its first-byte sample
-                # (AdmissionPolicy._release_after's finally); before that, with none.
-                rtt_s = req.rtt_s if req.t_first >= 0 else None
-                req.gate.release(req.ticket, rtt_s=rtt_s, dropped=False)
+                # An abandoned request gives no latency sample (AdmissionPolicy._release_after's
+                # finally, for a stream the client left).
+                req.gate.release(req.ticket, rtt_s=None, dropped=False)
         elif state == _BACKOFF:
             self.recorder.router(now, req.sent)
             if req.gate is not None:
@@ -648,10 +647,12 @@ class Simulation:
         return True
 
     def _sample(self, req: _Req, now: float) -> float | None:
-        """The admission policy's latency sample: none while the replica's event loop lags."""
+        """The admission policy's latency sample (AdmissionPolicy._sample): seconds per output token
+        of the whole request; none while the replica's event loop lags."""
         if req.replica.loop_lag_s() > SAMPLE_MAX_LOOP_LAG_S:
             return None
-        return now - req.started
+        n = req.completion if req.max_tokens is None or req.max_tokens >= req.completion else req.max_tokens
+        return (now - req.started) / (1 + n)
 
     def _release_upstream(self, req: _Req) -> None:
         up = req.up
@@ -673,7 +674,6 @@ class Simulation:
         dep.ewma.observe(now, now - req.up_t0)
         dep.headroom = self._headroom(req.up)
         req.t_first = now
-        req.rtt_s = self._sample(req, now)
         self._at(req, req.t_end, self._stream_end, gen)
 
     def _stream_end(self, req: _Req, gen: int) -> None:
@@ -686,7 +686,7 @@ class Simulation:
         broke = req.cut
         req.dep._finish(req.permit, req.units, Outcome.FAILURE if broke else Outcome.SUCCESS, None)
         if req.gate is not None:
-            req.gate.release(req.ticket, rtt_s=req.rtt_s, dropped=False)
+            req.gate.release(req.ticket, rtt_s=None if broke else self._sample(req, self.clock.t), dropped=False)
         self.recorder.router(self.clock.t, req.sent + 1)
         # after the first byte nothing is retried: the stream ends with an error event
         self._reply(req, (502, "upstream_timeout", None, None, "timeout") if broke else None)

@@ -18,6 +18,7 @@ MIRRORED = {
     # function the simulator mirrors -> (where, fingerprint of its source)
     "AdmissionGate.acquire": (AdmissionGate.acquire, "surge/replica.py SimGate.offer/timer"),
     "AdmissionPolicy.__call__": (AdmissionPolicy.__call__, "surge/sim.py _process/_router_failed"),
+    "AdmissionPolicy._sample": (AdmissionPolicy._sample, "surge/sim.py _sample"),
     "Router.__call__": (Router.__call__, "surge/sim.py _route/_router_loop"),
     "DeploymentHandle.attempt": (DeploymentHandle.attempt, "surge/sim.py _attempt/_upstream_done"),
     "AuthPolicy.authenticate": (AuthPolicy.authenticate, "surge/sim.py _flood"),
@@ -27,7 +28,8 @@ MIRRORED = {
 
 FINGERPRINTS = {
     "AdmissionGate.acquire": "5d1cc07d0a659054",
-    "AdmissionPolicy.__call__": "2e1494037c2292d8",
+    "AdmissionPolicy.__call__": "4c9b3940afdcee8f",
+    "AdmissionPolicy._sample": "287a77e44e6de8f0",
     "Router.__call__": "761070627bbf4b04",
     "DeploymentHandle.attempt": "b6b2e236d15ffbe9",
     "AuthPolicy.authenticate": "57b5b11cdfbc5012",
