@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from seawall.config.schema import Config
 
-__all__ = ["DEFAULT_CONFIG", "ConfigError", "load_config", "parse_config"]
+__all__ = ["DEFAULT_CONFIG", "ConfigError", "load_config", "parse_config", "validation_problems"]
 
 
 class ConfigError(Exception):
@@ -40,23 +40,25 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
-def _path(loc: tuple[Any, ...]) -> str:
+def _path(loc: tuple[Any, ...], skip: frozenset[str]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "literal[")):
-            continue
+        elif str(part).startswith(("function-", "literal[")) or part in skip:
+            continue  # a validator's or a discriminated union's branch: the path already says which
         else:
             out += ("." if out else "") + str(part)
     return out or "(top level)"
 
 
-def _messages(exc: ValidationError) -> list[str]:
+def validation_problems(exc: ValidationError, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Every error of a pydantic validation as ``path: message``, the path as written in the file
+    (``models[2].deployments[0].base_url``); ``skip`` names union tags to leave out of paths."""
     problems: list[str] = []
     for err in exc.errors(include_url=False):
         msg = str(err["msg"]).removeprefix("Value error, ")
-        loc = _path(tuple(err["loc"]))
+        loc = _path(tuple(err["loc"]), skip)
         if loc == "(top level)" and ": " in msg:
             problems.extend(m.strip() for m in msg.split("; "))
         elif err["type"] == "extra_forbidden":
@@ -76,7 +78,7 @@ def parse_config(data: Any) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_messages(exc)) from None
+        raise ConfigError(validation_problems(exc)) from None
 
 
 def load_config(path: str | os.PathLike[str] | None) -> Config:

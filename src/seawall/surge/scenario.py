@@ -25,6 +25,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from seawall.config.load import validation_problems
+
 __all__ = [
     "ClientBehaviour",
     "Deployment",
@@ -541,37 +543,9 @@ class Scenario(_Strict):
 # -- loading -------------------------------------------------------------------------------------
 
 
-def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif str(part).startswith(("function-", "literal[")) or part in (
-                "constant", "linear", "exponential", "spike", "diurnal", "uniform", "lognormal", "choice",
-                "deployment_down", "deployment_slow", "deployment_recover", "invalid_key_flood",
-                "capacity_added"):
-            continue  # the discriminated union's branch: the path already says which
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
-def _messages(exc: ValidationError) -> list[str]:
-    problems: list[str] = []
-    for err in exc.errors(include_url=False):
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        loc = _path(tuple(err["loc"]))
-        if loc == "(top level)" and ": " in msg:
-            problems.extend(m.strip() for m in msg.split("; "))
-        elif err["type"] == "extra_forbidden":
-            problems.append(f"{loc}: unknown field")
-        elif err["type"] == "missing":
-            problems.append(f"{loc}: required")
-        elif err["type"] == "union_tag_invalid":
-            problems.append(f"{loc}: {msg}")
-        else:
-            problems.append(f"{loc}: {msg}")
-    return problems
+_UNION_TAGS = frozenset({
+    "constant", "linear", "exponential", "spike", "diurnal", "uniform", "lognormal", "choice",
+    "deployment_down", "deployment_slow", "deployment_recover", "invalid_key_flood", "capacity_added"})
 
 
 def parse_scenario(data: Any) -> Scenario:
@@ -581,7 +555,7 @@ def parse_scenario(data: Any) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_messages(exc)) from None
+        raise ScenarioError(validation_problems(exc, _UNION_TAGS)) from None
 
 
 def shipped_scenarios() -> dict[str, str]:
