@@ -228,13 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         uvicorn.Server(server_config).run()
     finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop_children(children)
     return 0
 
 
@@ -261,13 +255,7 @@ def _run_workers(args: argparse.Namespace, config: Config, host: str, port: int)
             timeout_keep_alive=30, backlog=4096, server_header=False, date_header=False, proxy_headers=False,
         )
     finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop_children(children)
     return 0
 
 
@@ -282,6 +270,16 @@ def worker_app() -> object:
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     config = _load(os.environ.get("SEAWALL_CONFIG") or None)
     return GatewayApp(build_runtime(config, processes=int(os.environ.get("SEAWALL_WORKERS", "1"))))
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 def _die_with_parent() -> None:

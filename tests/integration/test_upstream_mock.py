@@ -22,7 +22,7 @@ from pydantic import TypeAdapter
 from seawall.algorithms.outcome import Outcome, classify
 from seawall.core.errors import GatewayError, InvalidRequest, Overloaded, UpstreamError, UpstreamTimeout
 from seawall.core.types import Operation, Request, Response
-from seawall.edges.upstream import Upstream, UpstreamSettings, make_upstream
+from seawall.edges.upstreams import Upstream, UpstreamSettings, make_upstream
 from seawall.env import SystemClock
 from seawall.mock import MockConfig, MockUpstream, start_mock, upstream_of
 from seawall.providers import anthropic, sse

@@ -15,7 +15,7 @@ from aiohttp import web
 from seawall.algorithms.outcome import Outcome, classify
 from seawall.core.errors import GatewayError, Overloaded, UpstreamError
 from seawall.core.types import Operation, Request, Response
-from seawall.edges.upstream import Upstream, UpstreamSettings, make_upstream
+from seawall.edges.upstreams import Upstream, UpstreamSettings, make_upstream
 from seawall.env import SystemClock
 from seawall.providers import anthropic
 from seawall.testing import make_request

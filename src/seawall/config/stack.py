@@ -42,7 +42,7 @@ from seawall.edges.looplag import LoopLagMonitor
 from seawall.edges.metrics import GatewayMetrics
 from seawall.edges.quota import QuotaService
 from seawall.edges.stores import KeyAdmin, key_store_for, ledger_sink_for
-from seawall.edges.upstream import Upstream, UpstreamSettings, make_upstream
+from seawall.edges.upstreams import Upstream, UpstreamSettings, make_upstream
 from seawall.env import Clock, Rng, SystemClock, SystemRng
 from seawall.policies.admission import AdmissionPolicy
 from seawall.policies.auth import AuthPolicy

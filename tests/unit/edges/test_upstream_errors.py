@@ -8,7 +8,7 @@ import pytest
 from seawall.algorithms.outcome import Outcome, classify
 from seawall.core.errors import GatewayError, InvalidRequest, Overloaded, UpstreamError, UpstreamTimeout
 from seawall.core.types import Operation, Request, Usage
-from seawall.edges.upstream import (
+from seawall.edges.upstreams import (
     AnthropicUpstream,
     OpenAIUpstream,
     UpstreamRejected,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from seawall.edges.upstream import (
+from seawall.edges.upstreams import (
     ANTHROPIC_RATE_LIMITS,
     OPENAI_RATE_LIMITS,
     headroom_from,
