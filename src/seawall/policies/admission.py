@@ -23,6 +23,7 @@ import msgspec
 from seawall.algorithms.outcome import Outcome
 from seawall.core.compose import Handler
 from seawall.core.errors import GatewayError, Overloaded
+from seawall.core.streams import after_stream
 from seawall.core.types import Criticality, Request, Response
 from seawall.env import Clock
 from seawall.policies.deployment import outcome_of
@@ -155,18 +156,12 @@ class AdmissionPolicy:
         tokens = response.usage.completion_tokens if response.usage is not None else 0
         return (self.clock.now() - started_s) / (1 + tokens)
 
-    async def _release_after(self, inner: AsyncIterator[bytes], gate: AdmissionGate, ticket: Ticket,
-                             started_s: float, response: Response) -> AsyncIterator[bytes]:
-        finished = False
-        try:
-            async for item in inner:
-                yield item
-            finished = True
-        finally:
-            aclose = getattr(inner, "aclose", None)
-            if aclose is not None:
-                await aclose()
+    def _release_after(self, inner: AsyncIterator[bytes], gate: AdmissionGate, ticket: Ticket,
+                       started_s: float, response: Response) -> AsyncIterator[bytes]:
+        def release(finished: bool) -> None:
             gate.release(ticket, rtt_s=self._sample(started_s, response) if finished else None, dropped=False)
+
+        return after_stream(inner, release)
 
 
 

@@ -13,11 +13,12 @@ tokens}`` for the tightest per-minute bucket of the key and its tenant.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 
 from seawall.algorithms.quota import Dimension, QuotaDecision, QuotaLimits, QuotaScope, format_reset
 from seawall.core.compose import Handler
 from seawall.core.errors import GatewayError, RateLimited
+from seawall.core.streams import after_stream
 from seawall.core.types import Principal, Request, Response
 from seawall.edges.quota import QuotaService, QuotaTicket
 from seawall.env import Clock
@@ -141,21 +142,15 @@ class QuotaPolicy:
         response.stream = self._settle_after(response, response.stream, ticket)
         return response
 
-    async def _settle_after(self, response: Response, inner: AsyncIterator[bytes], ticket: QuotaTicket
-                            ) -> AsyncIterator[bytes]:
-        finished = False
-        try:
-            async for item in inner:
-                yield item
-            finished = True
-        finally:
-            aclose = getattr(inner, "aclose", None)
-            if aclose is not None:
-                await aclose()
+    def _settle_after(self, response: Response, inner: AsyncIterator[bytes], ticket: QuotaTicket
+                      ) -> AsyncIterator[bytes]:
+        def settle(finished: bool) -> Awaitable[None] | None:
             if finished:
-                await self.service.settle(ticket, _actual(response))
-            else:
-                self.service.settle_later(ticket, _actual(response))
+                return self.service.settle(ticket, _actual(response))
+            self.service.settle_later(ticket, _actual(response))
+            return None
+
+        return after_stream(inner, settle)
 
 
 def _actual(response: Response) -> int | None:
