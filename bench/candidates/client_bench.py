@@ -1,4 +1,5 @@
-"""HTTP client candidates for proxying: aiohttp.ClientSession vs httpx.AsyncClient.
+"""HTTP client candidates for proxying: aiohttp.ClientSession vs httpx.AsyncClient vs seawall's own
+lean HTTP/1.1 pool (``seawall.edges.upstreams.http1``, asyncio transports + httptools).
 
 Run from the repo root inside the candidate venv:
 
@@ -159,16 +160,54 @@ def make_httpx_proxy():
     return app
 
 
+def make_seawall_proxy():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src"))
+    from seawall.edges.upstreams.http1 import HttpClient
+
+    st = {}
+
+    async def setup():
+        st["c"] = HttpClient(UPSTREAM, max_connections=POOL, keepalive_s=60)
+
+    async def teardown():
+        await st["c"].close()
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await _lifespan(receive, send, setup, teardown)
+        body = await _read_body(receive)
+        path = scope["path"]
+        stream = path == "/sse"
+        r = await st["c"].post(UPSTREAM + path, body, JSON_HDRS, connect_s=5, read_s=30, total_s=30, stream=stream)
+        try:
+            await send({"type": "http.response.start", "status": r.status,
+                        "headers": _ct(r.headers.get("content-type"))})
+            if stream:
+                async for chunk in r.chunks():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+            else:
+                await send({"type": "http.response.body", "body": await r.read()})
+            r.release()
+        finally:
+            r.close()
+
+    return app
+
+
 # Import targets for uvicorn (built lazily so importing this module is cheap).
 def __getattr__(name):
     if name == "proxy_aiohttp":
         return make_aiohttp_proxy()
     if name == "proxy_httpx":
         return make_httpx_proxy()
+    if name == "proxy_seawall":
+        return make_seawall_proxy()
     raise AttributeError(name)
 
 
-CLIENTS = {"aiohttp": "client_bench:proxy_aiohttp", "httpx": "client_bench:proxy_httpx"}
+CLIENTS = {"aiohttp": "client_bench:proxy_aiohttp", "httpx": "client_bench:proxy_httpx",
+           "seawall": "client_bench:proxy_seawall"}
 SCENARIOS = {"json": "/v1/chat/completions", "sse": "/sse"}
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import msgspec
 
 from seawall.core.errors import GatewayError, InvalidRequest, Overloaded, UpstreamError
@@ -34,6 +33,7 @@ from seawall.edges.upstreams.base import (
     untranslatable,
     with_headroom,
 )
+from seawall.edges.upstreams.http1 import HttpResponse
 from seawall.env import Clock
 from seawall.providers.sse import EventSplitter, data_of
 from seawall.providers.translate import (
@@ -163,12 +163,12 @@ class AnthropicUpstream(HttpUpstream):
             raise self.malformed() from None
         return body, _merge_usage(None, view.usage)
 
-    async def _events(self, resp: aiohttp.ClientResponse, response: Response) -> AsyncIterator[bytes]:
+    async def _events(self, resp: HttpResponse, response: Response) -> AsyncIterator[bytes]:
         splitter = EventSplitter()
         done = False
         try:
             with self.reading_stream():
-                async for data in resp.content.iter_any():
+                async for data in resp.chunks():
                     for ev in splitter.feed(data):
                         if _is(ev, b"event: message_delta") or _is(ev, b"event: message_start"):
                             response.usage = _event_usage(response.usage, ev)
@@ -208,20 +208,20 @@ class AnthropicUpstream(HttpUpstream):
             usage = out["usage"]
             return msgspec.json.encode(out), Usage(usage["prompt_tokens"], usage["completion_tokens"])
 
-        def events(resp: aiohttp.ClientResponse, response: Response) -> AsyncIterator[bytes]:
+        def events(resp: HttpResponse, response: Response) -> AsyncIterator[bytes]:
             translator = AnthropicToOpenAIStream(model, completion_id, created, payload.include_usage)
             return self._translated_events(resp, response, translator)
 
         return await self.exchange(request, self._url, msgspec.json.encode(body), headers,
                                    stream=payload.stream, complete=complete, events=events)
 
-    async def _translated_events(self, resp: aiohttp.ClientResponse, response: Response,
+    async def _translated_events(self, resp: HttpResponse, response: Response,
                                  translator: AnthropicToOpenAIStream) -> AsyncIterator[bytes]:
         splitter = EventSplitter()
         keep_usage = translator.include_usage
         try:
             with self.reading_stream():
-                async for data in resp.content.iter_any():
+                async for data in resp.chunks():
                     for ev in splitter.feed(data):
                         if _is(ev, b"event: error"):
                             raise self._stream_failed(ev)

@@ -20,11 +20,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
 import msgspec
 
 from seawall.core.errors import GatewayError, InvalidRequest, Overloaded, UpstreamError, UpstreamTimeout
 from seawall.core.types import Request, Response, Usage
+from seawall.edges.upstreams.http1 import ConnectFailed, HttpClient, HttpError, HttpResponse, HttpTimeout
 from seawall.env import Clock
 from seawall.providers.translate import Untranslatable
 
@@ -213,7 +213,7 @@ def protocol_error(name: str, err: GatewayError) -> GatewayError:
 
 
 class HttpUpstream:
-    """Pooled HTTP for one deployment: one ``aiohttp`` session (its own connection pool and limit).
+    """Pooled HTTP for one deployment: one :class:`HttpClient` (its own keep-alive pool and limit).
 
     Each attempt is bounded by the connect/read/total timeouts and by the request's absolute
     deadline, whichever ends first. Subclasses build the URL, headers and body, and turn the
@@ -227,22 +227,10 @@ class HttpUpstream:
         self.settings = settings
         self.name = settings.name
         self.clock = clock
-        self._session: aiohttp.ClientSession | None = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self.settings.max_connections, keepalive_timeout=30, ttl_dns_cache=300
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=("User-Agent",), auto_decompress=True
-            )
-        return self._session
+        self._http = HttpClient(settings.base_url, max_connections=settings.max_connections, keepalive_s=30.0)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
     async def exchange(
         self,
@@ -253,7 +241,7 @@ class HttpUpstream:
         *,
         stream: bool,
         complete: Callable[[bytes], tuple[bytes, Usage | None]],
-        events: Callable[[aiohttp.ClientResponse, Response], AsyncIterator[bytes]],
+        events: Callable[[HttpResponse, Response], AsyncIterator[bytes]],
     ) -> Response:
         """POST ``body``; a 2xx goes through ``complete`` (whole body) or ``events`` (a stream)."""
         remaining_s = request.deadline - self.clock.now()
@@ -261,19 +249,18 @@ class HttpUpstream:
             raise UpstreamTimeout("The request deadline passed before the upstream call.", reason="deadline",
                                   error_kind="timeout")
         s = self.settings
-        timeout = aiohttp.ClientTimeout(total=min(s.total_s, remaining_s), sock_connect=s.connect_s,
-                                        sock_read=s.read_s)
         try:
-            resp = await self._get_session().post(url, data=body, headers=headers, timeout=timeout)
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+            resp = await self._http.post(url, body, headers, connect_s=s.connect_s, read_s=s.read_s,
+                                         total_s=min(s.total_s, remaining_s), stream=stream)
+        except HttpTimeout:
             raise UpstreamTimeout(f"Upstream '{self.name}' did not answer in time.",
                                   reason="upstream_timeout", error_kind="timeout") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(f"Upstream '{self.name}' unreachable: {type(exc).__name__}.",
+        except ConnectFailed as exc:
+            raise UpstreamError(f"Upstream '{self.name}' unreachable: {exc}.",
                                 reason="upstream_connect", error_kind="connect") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"Upstream '{self.name}' failed before answering: {type(exc).__name__}.",
-                                reason="upstream_io", error_kind="read") from None
+        except HttpError as exc:
+            raise UpstreamError(f"Upstream '{self.name}' failed before answering: {exc}.",
+                                reason="upstream_io", error_kind=exc.kind) from None
         try:
             headroom = headroom_from(resp.headers, self.rate_limits)
             if resp.status // 100 != 2:
@@ -290,14 +277,14 @@ class HttpUpstream:
             first = await framed.__anext__()  # wait for the first event: failures so far are retriable
             response.stream = _prepend(first, framed)
             return response
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+        except HttpTimeout:
             resp.close()
             raise UpstreamTimeout(f"Upstream '{self.name}' timed out.", reason="upstream_timeout",
                                   error_kind="timeout") from None
-        except aiohttp.ClientError as exc:
+        except HttpError as exc:
             resp.close()
-            raise UpstreamError(f"Upstream '{self.name}' failed: {type(exc).__name__}.",
-                                reason="upstream_io", error_kind="read") from None
+            raise UpstreamError(f"Upstream '{self.name}' failed: {exc}.",
+                                reason="upstream_io", error_kind=exc.kind) from None
         except StopAsyncIteration:
             resp.close()
             raise UpstreamError(f"Upstream '{self.name}' sent an empty stream.",
@@ -311,12 +298,12 @@ class HttpUpstream:
         """Map failures while reading a stream body (after the head) to the gateway's errors."""
         try:
             yield
-        except (TimeoutError, aiohttp.ServerTimeoutError):
+        except HttpTimeout:
             raise UpstreamTimeout(f"Upstream '{self.name}' stalled mid-stream.",
                                   reason="upstream_stall", error_kind="timeout") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"Upstream '{self.name}' broke the stream: {type(exc).__name__}.",
-                                reason="upstream_io", error_kind="read") from None
+        except HttpError as exc:
+            raise UpstreamError(f"Upstream '{self.name}' broke the stream: {exc}.",
+                                reason="upstream_io", error_kind=exc.kind) from None
         except ValueError as exc:  # an SSE event over the size bound, undecodable JSON
             raise UpstreamError(f"Upstream '{self.name}' sent a malformed stream: {exc}",
                                 reason="upstream_malformed", error_kind="protocol") from None
@@ -330,7 +317,7 @@ class HttpUpstream:
                              reason="upstream_malformed", error_kind="protocol")
 
 
-def finish(resp: aiohttp.ClientResponse, done: bool) -> None:
+def finish(resp: HttpResponse, done: bool) -> None:
     """Return a fully read connection to the pool; close one that is not (the provider stops)."""
     if done:
         resp.release()

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from seawall.core.errors import GatewayError, InvalidRequest, UpstreamError
@@ -29,6 +28,7 @@ from seawall.edges.upstreams.base import (
     protocol_error,
     untranslatable,
 )
+from seawall.edges.upstreams.http1 import HttpResponse
 from seawall.env import Clock
 from seawall.providers.sse import DONE, EventSplitter
 from seawall.providers.translate import (
@@ -111,13 +111,13 @@ class OpenAIUpstream(HttpUpstream):
         except msgspec.DecodeError:
             raise self.malformed() from None
 
-    async def _events(self, resp: aiohttp.ClientResponse, response: Response,
+    async def _events(self, resp: HttpResponse, response: Response,
                       client_wants_usage: bool) -> AsyncIterator[bytes]:
         splitter = EventSplitter()
         done = False
         try:
             with self.reading_stream():
-                async for data in resp.content.iter_any():
+                async for data in resp.chunks():
                     for ev in splitter.feed(data):
                         if ev == DONE:
                             done = True
@@ -173,7 +173,7 @@ class OpenAIUpstream(HttpUpstream):
             return msgspec.json.encode(message), Usage(usage.get("prompt_tokens") or 0,
                                                        usage.get("completion_tokens") or 0)
 
-        def events(resp: aiohttp.ClientResponse, response: Response) -> AsyncIterator[bytes]:
+        def events(resp: HttpResponse, response: Response) -> AsyncIterator[bytes]:
             translator = OpenAIToAnthropicStream(model, msg_id, input_tokens=payload.estimated_prompt_tokens)
             return self._translated_events(resp, response, translator)
 
@@ -182,12 +182,12 @@ class OpenAIUpstream(HttpUpstream):
             stream=payload.stream, complete=complete, events=events,
         )
 
-    async def _translated_events(self, resp: aiohttp.ClientResponse, response: Response,
+    async def _translated_events(self, resp: HttpResponse, response: Response,
                                  translator: OpenAIToAnthropicStream) -> AsyncIterator[bytes]:
         splitter = EventSplitter()
         try:
             with self.reading_stream():
-                async for data in resp.content.iter_any():
+                async for data in resp.chunks():
                     for ev in splitter.feed(data):
                         if ev.startswith(b'data: {"error"'):
                             raise self._stream_failed(ev)
