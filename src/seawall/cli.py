@@ -187,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from seawall.config.stack import build_runtime
-    from seawall.edges.server import GatewayApp
+    from seawall.edges.server import GatewayApp, HttpProtocol
 
     logging.basicConfig(level=os.environ.get("SEAWALL_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -220,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover
         loop = "asyncio"
     server_config = uvicorn.Config(
-        GatewayApp(runtime), host=host, port=port, loop=loop, http="httptools", lifespan="on",
+        GatewayApp(runtime), host=host, port=port, loop=loop, http=HttpProtocol, lifespan="on",
         access_log=False, log_level=os.environ.get("SEAWALL_LOG_LEVEL", "warning").lower(),
         timeout_keep_alive=30, backlog=4096, server_header=False, date_header=False,
         proxy_headers=False,
@@ -238,6 +238,7 @@ def _run_workers(args: argparse.Namespace, config: Config, host: str, port: int)
     replicas do (Redis quotas, or local quotas at 1/N each; keys and ledger in the shared store)."""
     import uvicorn
 
+    from seawall.edges.server import HttpProtocol
     from seawall.edges.stores import key_store_for
 
     demo = ensure_demo_keys(config, key_store_for(config)) if not args.no_demo_keys else []
@@ -250,7 +251,7 @@ def _run_workers(args: argparse.Namespace, config: Config, host: str, port: int)
     try:
         uvicorn.run(
             "seawall.cli:worker_app", factory=True, workers=args.workers, host=host, port=port,
-            loop="uvloop" if sys.platform != "win32" else "asyncio", http="httptools", lifespan="on",
+            loop="uvloop" if sys.platform != "win32" else "asyncio", http=HttpProtocol, lifespan="on",
             access_log=False, log_level=os.environ.get("SEAWALL_LOG_LEVEL", "warning").lower(),
             timeout_keep_alive=30, backlog=4096, server_header=False, date_header=False, proxy_headers=False,
         )
