@@ -152,8 +152,8 @@ async def _never(request: Request) -> Response:  # pragma: no cover - the simula
 class Replica:
     """The decision state of one gateway process."""
 
-    __slots__ = ("admission", "auth_throttle", "cpu_free_s", "criticality", "deployments", "gates", "index",
-                 "router")
+    __slots__ = ("admission", "auth_throttle", "clock", "cpu_free_s", "criticality", "deployments", "gates",
+                 "index", "router")
 
     def __init__(self, index: int, router: Router, admission: AdmissionPolicy | None,
                  gates: dict[str, SimGate], auth_throttle: KeyedGcra, criticality: dict[str, Criticality]) -> None:
@@ -166,10 +166,12 @@ class Replica:
         self.deployments: dict[str, DeploymentHandle] = {
             d.name: d for g in router.groups.values() for d in g.deployments}
         self.cpu_free_s = 0.0  # when this replica's event loop is next idle
+        self.clock: SimClock = router.clock  # type: ignore[assignment]
 
     def loop_lag_s(self) -> float:
         """The event loop's backlog now: how late a timer set now would fire."""
-        return max(0.0, self.cpu_free_s - self.router.clock.now())
+        lag = self.cpu_free_s - self.clock.t
+        return lag if lag > 0.0 else 0.0
 
 
 def build_replica(index: int, config: Config, deployments: dict[str, list[tuple[str, float, int]]], *,
@@ -200,24 +202,21 @@ def build_replica(index: int, config: Config, deployments: dict[str, list[tuple[
         ejection=EjectionGuard(r.max_ejected_fraction),
         retry=RetrySettings(r.max_attempts, r.backoff_base_s, r.backoff_cap_s),
     )
-    gates: dict[str, SimGate] = {}
-    admission: AdmissionPolicy | None = None
-    replica_box: list[Replica] = []
+    t = config.auth.failure_throttle
+    throttle = KeyedGcra(t.per_s, t.burst, t.max_addresses)
+    criticality = {tier.name: Criticality.parse(tier.criticality) for tier in config.tiers}
+    replica = Replica(index, router, None, {}, throttle, criticality)
     a = config.admission
     if a.enabled:
         shares = {Criticality.parse(k): v for k, v in a.shares.items()}
         settings = GateSettings(a.queue_max_items, a.queue_max_units_ratio, a.max_queue_wait_s,
                                 a.codel_target_s, a.codel_interval_s)
-        gates = {name: SimGate(name, clock=clock, limit=make_limit(a), limiter=PartitionedLimiter(shares),
-                               settings=settings)
-                 for name in router.groups}
-        admission = AdmissionPolicy(
-            gates, router, clock=clock, loop_lag_s=lambda: replica_box[0].loop_lag_s(),
+        replica.gates = gates = {
+            name: SimGate(name, clock=clock, limit=make_limit(a), limiter=PartitionedLimiter(shares),
+                          settings=settings)
+            for name in router.groups}
+        replica.admission = AdmissionPolicy(
+            gates, router, clock=clock, loop_lag_s=replica.loop_lag_s,
             lag_shed_s={Criticality.parse(k): v for k, v in a.loop_lag_shed_s.items()},
         )
-    t = config.auth.failure_throttle
-    throttle = KeyedGcra(t.per_s, t.burst, t.max_addresses)
-    criticality = {tier.name: Criticality.parse(tier.criticality) for tier in config.tiers}
-    replica = Replica(index, router, admission, gates, throttle, criticality)
-    replica_box.append(replica)
     return replica

@@ -1,6 +1,6 @@
 """The surge simulator: a discrete-event run of a scenario against N gateway replicas.
 
-A virtual clock and a heap of events (arrivals, upstream completions, queue deadlines, backoffs,
+A virtual clock and a queue of events (arrivals, upstream completions, queue deadlines, backoffs,
 client timeouts and retries, scenario events, gauge ticks) drive the gateway's own decision
 objects (:mod:`seawall.surge.replica`), one set per replica, behind a random load balancer, in
 front of a model of the upstream deployments that behaves like the mock upstream
@@ -9,19 +9,25 @@ front of a model of the upstream deployments that behaves like the mock upstream
 
 Deterministic for a seed: arrivals and shapes come from per-tier generators
 (:mod:`seawall.surge.traffic`), the gateway's randomness (balancer, backoff jitter), the clients'
-(SDK jitter) and the load balancer's from their own seeded streams, and ties in the heap go first in,
-first out. Memory is bounded by the work in flight plus the :class:`~seawall.surge.stats.Recorder`
-buckets: no per-request history is kept.
+(SDK jitter) and the load balancer's from their own seeded streams, and events due at the same
+instant run first in, first out. Memory is bounded by the work in flight plus the
+:class:`~seawall.surge.stats.Recorder` buckets: no per-request history is kept.
 
 The client model is the OpenAI SDK's (``ClientBehaviour``); the gateway's CPU is modelled per
 replica as one event loop (``GatewayCpu``): work beyond one core queues, and that queue is the
 loop lag the admission policy sheds on.
+
+Speed (``bench/sim.py``: ten million requests in under two minutes). Every request runs the
+gateway's own decision code, so what the simulator can make cheap is only its own part: the event
+queue is a heap of bare instants (floats compare far faster than tuples) with the events due at
+each instant in a list, in the order they were scheduled; per-tier constants and the recorder's
+series are looked up once, not per request; and the paths most requests take (a refusal, a client
+retry, an invalid key) are written straight through rather than through small helpers.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 import random
 import time
@@ -54,38 +60,75 @@ _IDLE, _CPU, _QUEUED, _WOKEN, _BACKOFF, _UPSTREAM = range(6)
 # Upstream answers
 _OK, _R429, _R500, _TIMEOUT = range(4)
 
+Handler = Callable[[Any, Any], None]
+
 
 class _Up:
     """One upstream deployment, shared by every replica: the mock's capacity and latency model."""
 
-    __slots__ = ("base_s", "capacity", "down", "errors", "factor", "ftd_s", "in_flight", "name", "peak",
-                 "random", "rejected", "served", "tps")
+    __slots__ = ("base_s", "capacity", "down", "errors", "factor", "first_s", "ftd_s", "in_flight", "interval_s",
+                 "name", "peak", "random", "read_s", "rejected", "served", "total_s", "tps")
 
     def __init__(self, name: str, capacity: int, base_s: float, ftd_s: float, tps: float, error_rate: float,
-                 rng: random.Random) -> None:
+                 rng: random.Random, read_s: float, total_s: float) -> None:
         self.name = name
         self.capacity = capacity
         self.base_s = base_s
         self.ftd_s = ftd_s
         self.tps = tps
         self.errors = error_rate
-        self.factor = 1.0
         self.down = False
         self.in_flight = 0
         self.peak = 0
         self.served = 0
         self.rejected = 0
         self.random = rng.random
+        self.read_s = read_s  # the gateway's timeouts for this deployment
+        self.total_s = total_s
+        self.set_factor(1.0)
 
-    def first_token_s(self) -> float:
-        return (self.base_s + self.ftd_s) * self.factor
-
-    def interval_s(self) -> float:
-        return self.factor / self.tps if self.tps > 0 else 0.0
+    def set_factor(self, factor: float) -> None:
+        """Slow down (or recover): latency to the first token and time per token times ``factor``."""
+        self.factor = factor
+        self.first_s = (self.base_s + self.ftd_s) * factor
+        self.interval_s = factor / self.tps if self.tps > 0 else 0.0
 
     def retry_after_s(self) -> float:
         """``seawall.mock.model.retry_after_s`` for this deployment's current config."""
-        return self.first_token_s() + (_MOCK_DEFAULT_COMPLETION_TOKENS - 1) * self.interval_s()
+        return self.first_s + (_MOCK_DEFAULT_COMPLETION_TOKENS - 1) * self.interval_s
+
+
+class _TierContext:
+    """What the engine needs of one tier on every request, looked up once: its criticality, its
+    clients' behaviour, and its recorder series."""
+
+    __slots__ = ("abandon_s", "admitted", "arrivals", "backoff_initial_s", "backoff_max_s", "coarse", "crit",
+                 "honour_retry_after", "index", "latency", "max_retries", "no_retries", "offered", "ok", "outcomes",
+                 "reasons", "timeout_s", "ttft", "user_fail", "user_fail_reasons", "user_ok")
+
+    def __init__(self, index: int, crit: Criticality, client: ClientBehaviour, rec: Recorder) -> None:
+        self.index = index
+        self.crit = crit
+        self.timeout_s = client.timeout_s
+        self.abandon_s = client.abandon_after_s
+        self.no_retries = client.retries == "none"
+        self.max_retries = client.max_retries
+        self.honour_retry_after = client.honour_retry_after
+        self.backoff_initial_s = client.backoff_initial_s
+        self.backoff_max_s = client.backoff_max_s
+        tr = rec.tiers[index]
+        self.arrivals = tr.arrivals
+        self.offered = tr.offered
+        self.admitted = tr.admitted
+        self.outcomes = tr.outcomes
+        self.ok = tr.outcomes["ok"]
+        self.reasons = tr.reasons
+        self.user_ok = tr.user_ok
+        self.user_fail = tr.user_fail
+        self.user_fail_reasons = tr.user_fail_reasons
+        self.latency = tr.latency
+        self.ttft = tr.ttft
+        self.coarse = tr.coarse
 
 
 class _Req:
@@ -97,6 +140,7 @@ class _Req:
         "cdl",
         "completion",
         "crit",
+        "ctx",
         "cut",
         "deadline",
         "dep",
@@ -106,6 +150,7 @@ class _Req:
         "last_err",
         "max_tokens",
         "model",
+        "n_out",
         "overloaded",
         "permit",
         "pos",
@@ -139,6 +184,7 @@ class _Req:
     dep: Any
     gate: Any
     last_err: Any
+    overloaded: list[str]
     permit: Any
     pos: int
     replica: Replica
@@ -157,20 +203,22 @@ class _Req:
     up_t0: float
     waiter: Waiter
 
-    def __init__(self, tier: int, crit: Criticality, units: float, stream: bool, completion: int,
-                 max_tokens: int | None, model: str, first_t: float) -> None:
-        self.tier = tier
-        self.crit = crit
+    def __init__(self, ctx: _TierContext, units: float, stream: bool, completion: int, max_tokens: int | None,
+                 model: str, first_t: float) -> None:
+        self.ctx = ctx
+        self.tier = ctx.index
+        self.crit = ctx.crit
         self.units = units
         self.stream = stream
         self.completion = completion
         self.max_tokens = max_tokens
+        # the tokens the upstream writes: the completion, capped by max_tokens
+        self.n_out = completion if max_tokens is None or max_tokens >= completion else max_tokens
         self.model = model
         self.first_t = first_t
         self.retries = 0
         self.gen = 0
         self.state = _IDLE
-        self.overloaded: list[str] = []
 
 
 # An error as the client sees it: (status, reason, retry_after_s or None, upstream status, error kind)
@@ -216,37 +264,40 @@ class Simulation:
         tiers = list(scenario.tiers)
         self.recorder = Recorder([*tiers, INVALID_TIER], scenario.duration_s, bucket_s=bucket_s)
         try:
-            self._crit = [config.criticality_of(t) for t in tiers]
+            crits = [config.criticality_of(t) for t in tiers]
         except KeyError as exc:
             known = ", ".join(t.name for t in config.tiers)
             raise ValueError(f"scenario tier {exc} is not a gateway tier ({known})") from None
-        self._clients: list[ClientBehaviour] = [scenario.client_of(t) for t in tiers]
-        self._patience = [(c.timeout_s, c.abandon_after_s) for c in self._clients]
+        self._tiers = [_TierContext(i, crits[i], scenario.client_of(t), self.recorder) for i, t in enumerate(tiers)]
         self._sources = tier_sources(scenario, self.seed)
         self._floods = FloodArrivals(scenario, random.Random(master.random()))
         deps = {m.name: [(d.name, d.weight, d.priority) for d in m.deployments] for m in scenario.upstream.models}
         rng = SimRng(gw_random.random)
         self.replicas: list[Replica] = [build_replica(i, config, deps, clock=self.clock, rng=rng)
                                         for i in range(self.n_replicas)]
+        timeouts = {}
+        model_names = [m.name for m in config.models]
+        for model in config.models:
+            for i, dep_cfg in enumerate(model.deployments):
+                timeouts[config.deployment_name(model_names.index(model.name), i)] = dep_cfg.timeouts
         up_random = random.Random(master.random())
         self.ups: dict[str, _Up] = {}
         for _, d in scenario.deployments():
             self.ups[d.name] = _Up(d.name, d.max_in_flight, d.base_latency_s, d.first_token_delay_s,
-                                   d.tokens_per_s, d.error_rate, random.Random(up_random.random()))
-        self._timeouts = {}
-        for model in config.models:
-            for i, dep_cfg in enumerate(model.deployments):
-                self._timeouts[config.deployment_name(
-                    [m.name for m in config.models].index(model.name), i)] = dep_cfg.timeouts
+                                   d.tokens_per_s, d.error_rate, random.Random(up_random.random()),
+                                   timeouts[d.name].read_s, timeouts[d.name].total_s)
         self._net_rtt = scenario.upstream.network_rtt_s
         self._client_rtt = scenario.gateway.client_rtt_s
         cpu = scenario.gateway.cpu
         self._cpu_proxied = cpu.proxied_s
         self._cpu_rejected = cpu.rejected_s
+        self._cpu_admitted = cpu.proxied_s - cpu.rejected_s  # what admission adds to a request's CPU
         self._cpu_auth = cpu.auth_failure_s
         self._max_timeout_s = config.server.max_timeout_s
-        self._heap: list[tuple[float, int, Callable[[Any, Any], None], Any, Any]] = []
-        self._seq = itertools.count()
+        # The event queue: a heap of the distinct instants at which something is due, and for each
+        # instant its event (handler, a, b), or a list of them in the order they were scheduled.
+        self._times: list[float] = []
+        self._due: dict[float, Any] = {}
         self.pending = 0
         self.requests = 0
         self.user_requests = 0
@@ -254,15 +305,30 @@ class Simulation:
 
     # -- the engine ------------------------------------------------------------------------------
 
-    def _push(self, t: float, fn: Callable[[Any, Any], None], a: Any, b: Any) -> None:
-        heapq.heappush(self._heap, (t, next(self._seq), fn, a, b))
+    def _push(self, t: float, fn: Handler, a: Any, b: Any) -> None:
+        """Schedule ``fn(a, b)`` at ``t`` (after everything already due at ``t``)."""
+        due = self._due.get(t)
+        if due is None:
+            self._due[t] = (fn, a, b)
+            heapq.heappush(self._times, t)
+        elif due.__class__ is tuple:
+            self._due[t] = [due, (fn, a, b)]
+        else:
+            due.append((fn, a, b))
 
-    def _at(self, req: _Req, t: float, fn: Callable[[Any, Any], None], b: Any) -> None:
+    def _at(self, req: _Req, t: float, fn: Handler, b: Any) -> None:
         """Schedule ``fn`` for the current attempt of ``req`` — or its client's timeout first."""
         if t > req.cdl and not req.cancel_armed:
             req.cancel_armed = True
-            heapq.heappush(self._heap, (req.cdl, next(self._seq), self._client_timeout, req, req.gen))
-        heapq.heappush(self._heap, (t, next(self._seq), fn, req, b))
+            self._push(req.cdl, self._client_timeout, req, req.gen)
+        due = self._due.get(t)
+        if due is None:
+            self._due[t] = (fn, req, b)
+            heapq.heappush(self._times, t)
+        elif due.__class__ is tuple:
+            self._due[t] = [due, (fn, req, b)]
+        else:
+            due.append((fn, req, b))
 
     def run(self) -> SimResult:
         started = time.perf_counter()
@@ -276,18 +342,26 @@ class Simulation:
         for event in self.scenario.events:
             self._schedule_event(event)
         self._push(self.recorder.bucket_s / 2, self._tick, None, None)
-        heap = self._heap
+        times = self._times
+        due_at = self._due
         pop = heapq.heappop
         clock = self.clock
         horizon = self.scenario.duration_s + 3600.0
         events = 0
-        while heap:
-            t, _, fn, a, b = pop(heap)
+        while times:
+            t = pop(times)
             if t > horizon:
                 break
             clock.t = t
-            fn(a, b)
-            events += 1
+            # Events scheduled for this same instant while these run are due after them: a new entry.
+            due = due_at.pop(t)
+            if due.__class__ is tuple:
+                due[0](due[1], due[2])
+                events += 1
+            else:
+                for fn, a, b in due:
+                    fn(a, b)
+                events += len(due)
         self.events = events
         return SimResult(
             scenario=self.scenario, profile=self.profile, replicas=self.n_replicas, seed=self.seed,
@@ -311,24 +385,25 @@ class Simulation:
         now = self.clock.t
         src = self._sources[ti]
         prompt, max_tokens, completion, stream, model = src.draw()
-        req = _Req(ti, self._crit[ti], float(prompt + (max_tokens or 256)), stream, completion, max_tokens, model,
-                   now)
+        ctx = self._tiers[ti]
+        req = _Req(ctx, float(prompt + (max_tokens or 256)), stream, completion, max_tokens, model, now)
         self.pending += 1
         self.user_requests += 1
         rec = self.recorder
         b = int(now * rec.inv_bucket)
-        rec.tiers[ti].arrivals[b if b < rec.n else rec.n - 1] += 1
+        ctx.arrivals[b if b < rec.n else rec.n - 1] += 1
         nxt = src.arrivals.next()
         if nxt < math.inf:
-            heapq.heappush(self._heap, (nxt, next(self._seq), self._arrive, ti, None))
+            self._push(nxt, self._arrive, ti, None)
         self._send(req, None)
 
     def _send(self, req: _Req, _: Any) -> None:
         """The client sends an attempt (the first, or a retry) to a replica chosen by the balancer."""
         now = self.clock.t
         req.gen = gen = req.gen + 1
-        timeout_s, abandon_s = self._patience[req.tier]
-        cdl = now + timeout_s
+        ctx = req.ctx
+        cdl = now + ctx.timeout_s
+        abandon_s = ctx.abandon_s
         if abandon_s is not None and req.first_t + abandon_s < cdl:
             cdl = req.first_t + abandon_s
             req.abandon = True
@@ -338,11 +413,14 @@ class Simulation:
         req.cancel_armed = False
         replica = self.replicas[int(self._lb() * self.n_replicas)]
         req.replica = replica
-        req.deadline = now + min(cdl - now, self._max_timeout_s)  # the client's x-stainless-timeout
+        wait_s = cdl - now
+        if self._max_timeout_s < wait_s:
+            wait_s = self._max_timeout_s
+        req.deadline = now + wait_s  # the client's x-stainless-timeout
         self.requests += 1
         rec = self.recorder
         b = int(now * rec.inv_bucket)
-        rec.tiers[req.tier].offered[b if b < rec.n else rec.n - 1] += 1
+        ctx.offered[b if b < rec.n else rec.n - 1] += 1
         free = replica.cpu_free_s
         if free > now:
             replica.cpu_free_s = free + self._cpu_rejected
@@ -354,61 +432,104 @@ class Simulation:
 
     def _reply(self, req: _Req, err: _Err | None) -> None:
         """The gateway answers the current attempt (``err`` None: 200); the client reacts."""
+        if err is None:
+            self._succeed(req)
+        else:
+            self._fail(req, err[0], err[1], err[2])
+
+    def _succeed(self, req: _Req) -> None:
+        """The gateway answered 200: the user's request is done."""
         now = self.clock.t
         req.state = _IDLE
         req.gen += 1  # nothing more happens to this attempt
         rec = self.recorder
+        n = rec.n
+        ctx = req.ctx
+        b = int(now * rec.inv_bucket)
+        ctx.ok[b if b < n else n - 1] += 1
         t_recv = now + self._client_rtt
-        if err is None:
-            b = int(now * rec.inv_bucket)
-            rec.tiers[req.tier].outcomes["ok"][b if b < rec.n else rec.n - 1] += 1
-            ttft = (req.t_first if req.t_first >= 0 else now) + self._client_rtt - req.first_t
-            rec.user_end(t_recv, req.tier, True, t_recv - req.first_t, ttft)
-            self.pending -= 1
-            return
-        status, reason, retry_after, _, _ = err
+        latency_s = t_recv - req.first_t
+        # Recorder.user_end, inlined
+        b = int(t_recv * rec.inv_bucket)
+        if b >= n:
+            b = n - 1
+        ctx.user_ok[b] += 1
+        ctx.latency.add(latency_s)
+        ctx.ttft.add((req.t_first if req.t_first >= 0 else now) + self._client_rtt - req.first_t)
+        ctx.coarse[b].add(latency_s)
+        if t_recv > rec.end_s:
+            rec.end_s = t_recv
+        self.pending -= 1
+
+    def _fail(self, req: _Req, status: int, reason: str, retry_after: float | None) -> None:
+        """The gateway answered an error: the path of every shed request. The client may retry."""
+        now = self.clock.t
+        req.state = _IDLE
+        req.gen += 1  # nothing more happens to this attempt
         if reason == "upstream_429":
             outcome = "upstream_429"
         elif status == 503 or status == 429:
             outcome = "shed"
         else:
             outcome = "error"
-        # Recorder.attempt_end, inlined: this is the path of every shed request
+        # Recorder.attempt_end, inlined
+        rec = self.recorder
         b = int(now * rec.inv_bucket)
         if b >= rec.n:
             b = rec.n - 1
-        tr = rec.tiers[req.tier]
-        tr.outcomes[outcome][b] += 1
-        tr.reasons[reason] = tr.reasons.get(reason, 0) + 1
+        ctx = req.ctx
+        ctx.outcomes[outcome][b] += 1
+        reasons = ctx.reasons
+        reasons[reason] = reasons.get(reason, 0) + 1
         series = rec.reason_series.get(reason)
         if series is None:
             series = rec.reason_series[reason] = [0] * rec.n
         series[b] += 1
-        if retry_after is None and status in (429, 503):
+        if retry_after is None and (status == 429 or status == 503):
             retry_after = 1.0
-        if retry_after is not None:  # what the server edge puts in retry-after-ms
-            retry_after = max(1, round(min(max(retry_after, 0.001), MAX_RETRY_AFTER_S) * 1000)) / 1000.0
-        retryable = status >= 500 or status in (408, 409, 429)
-        self._client_retry_or_fail(req, t_recv, retry_after, reason, retryable=retryable)
+        if retry_after is not None:
+            # What the server edge puts in retry-after-ms:
+            # max(1, round(min(max(retry_after, 0.001), MAX_RETRY_AFTER_S) * 1000)) / 1000.0
+            if retry_after < 0.001:
+                retry_after = 0.001
+            elif retry_after > MAX_RETRY_AFTER_S:
+                retry_after = MAX_RETRY_AFTER_S
+            ms = round(retry_after * 1000)
+            retry_after = (ms if ms > 1 else 1) / 1000.0
+        self._client_retry_or_fail(req, now + self._client_rtt, retry_after, reason,
+                                   status >= 500 or status == 408 or status == 409 or status == 429)
 
     def _client_retry_or_fail(self, req: _Req, t_recv: float, retry_after: float | None, reason: str,
                               retryable: bool) -> None:
-        client = self._clients[req.tier]
-        if client.retries == "none" or req.retries >= client.max_retries or not retryable:
-            self.recorder.user_end(t_recv, req.tier, False, t_recv - req.first_t, reason=reason)
-            self.pending -= 1
+        ctx = req.ctx
+        if ctx.no_retries or req.retries >= ctx.max_retries or not retryable:
+            self._user_failed(req, t_recv, reason)
             return
-        if client.honour_retry_after and retry_after is not None and 0 < retry_after <= _SDK_MAX_RETRY_AFTER_S:
+        if ctx.honour_retry_after and retry_after is not None and 0 < retry_after <= _SDK_MAX_RETRY_AFTER_S:
             delay = retry_after
         else:
-            delay = min(client.backoff_initial_s * 2.0 ** req.retries, client.backoff_max_s)
+            delay = ctx.backoff_initial_s * 2.0 ** req.retries
+            if ctx.backoff_max_s < delay:
+                delay = ctx.backoff_max_s
             delay *= 1.0 - 0.25 * self._client_random()
-        if client.abandon_after_s is not None and t_recv + delay - req.first_t >= client.abandon_after_s:
-            self.recorder.user_end(t_recv, req.tier, False, t_recv - req.first_t, reason="abandoned")
-            self.pending -= 1
+        abandon_s = ctx.abandon_s
+        if abandon_s is not None and t_recv + delay - req.first_t >= abandon_s:
+            self._user_failed(req, t_recv, "abandoned")
             return
         req.retries += 1
-        heapq.heappush(self._heap, (t_recv + delay, next(self._seq), self._send, req, None))
+        self._push(t_recv + delay, self._send, req, None)
+
+    def _user_failed(self, req: _Req, t_s: float, reason: str) -> None:
+        """Recorder.user_end for a failure, inlined."""
+        rec = self.recorder
+        b = int(t_s * rec.inv_bucket)
+        ctx = req.ctx
+        ctx.user_fail[b if b < rec.n else rec.n - 1] += 1
+        reasons = ctx.user_fail_reasons
+        reasons[reason] = reasons.get(reason, 0) + 1
+        if t_s > rec.end_s:
+            rec.end_s = t_s
+        self.pending -= 1
 
     def _client_timeout(self, req: _Req, gen: int) -> None:
         """The client's per-attempt timeout (or the user's patience) ran out: it disconnects."""
@@ -436,8 +557,7 @@ class Simulation:
         reason = "abandoned" if req.abandon else "client_timeout"
         self.recorder.attempt_end(now, req.tier, "cancelled", reason)
         if req.abandon:
-            self.recorder.user_end(now, req.tier, False, now - req.first_t, reason="abandoned")
-            self.pending -= 1
+            self._user_failed(req, now, "abandoned")
             return
         self._client_retry_or_fail(req, now, None, reason, retryable=True)
 
@@ -447,45 +567,61 @@ class Simulation:
         now = self.clock.t
         nxt = self._floods.next()
         if nxt is not None:
-            heapq.heappush(self._heap, (nxt[0], next(self._seq), self._flood, nxt[1], None))
+            self._push(nxt[0], self._flood, nxt[1], None)
         replica = self.replicas[int(self._lb() * self.n_replicas)]
-        replica.cpu_free_s = max(replica.cpu_free_s, now) + self._cpu_auth
+        free = replica.cpu_free_s
+        replica.cpu_free_s = (free if free > now else now) + self._cpu_auth
         self.requests += 1
-        ti = len(self._sources)
         rec = self.recorder
-        rec.arrival(now, ti)
-        rec.offered(now, ti)
-        key = f"10.0.{address // 250}.{address % 250 + 1}"
+        b = int(now * rec.inv_bucket)
+        if b >= rec.n:
+            b = rec.n - 1
+        tr = rec.tiers[-1]  # INVALID_TIER
+        tr.arrivals[b] += 1
+        tr.offered[b] += 1
+        key = self._floods.keys[address]
         throttle = replica.auth_throttle
         # AuthPolicy.authenticate for a well-formed but unknown key
         if throttle.would_wait(key, now) > 0:
-            rec.attempt_end(now, ti, "rejected_auth", "auth_throttle")
+            reason = "auth_throttle"
         else:
             throttle.take(key, now)
-            rec.attempt_end(now, ti, "rejected_auth", "invalid_api_key")
+            reason = "invalid_api_key"
+        # Recorder.attempt_end, inlined
+        tr.outcomes["rejected_auth"][b] += 1
+        tr.reasons[reason] = tr.reasons.get(reason, 0) + 1
+        series = rec.reason_series.get(reason)
+        if series is None:
+            series = rec.reason_series[reason] = [0] * rec.n
+        series[b] += 1
 
     def _process(self, req: _Req, gen: int) -> None:
         """The replica's event loop gets to the request: auth passed (a valid key), admission."""
         if req.gen != gen:
             return
-        req.requeues = 0
-        req.gate = None
-        req.ticket = None
-        req.tried = []
-        req.t_first = -1.0
         replica = req.replica
         admission = replica.admission
         if admission is not None:
             try:
                 admission._early(req.crit)
             except GatewayError as err:
-                self._reply(req, (err.status, err.reason, err.retry_after_s, None, None))
+                self._fail(req, err.status, err.reason, err.retry_after_s)
                 return
+            req.requeues = 0
+            req.ticket = None
+            req.tried = []
+            req.t_first = -1.0
             gate = replica.gates.get(req.model)
             if gate is not None:
                 req.gate = gate
                 self._offer(req)
                 return
+        else:
+            req.requeues = 0
+            req.ticket = None
+            req.tried = []
+            req.t_first = -1.0
+        req.gate = None
         self._start(req, None)
 
     def _offer(self, req: _Req) -> None:
@@ -494,7 +630,7 @@ class Simulation:
         try:
             ticket, queue_deadline = gate.offer(req.crit, req.units, req.deadline, waiter)
         except GatewayError as err:
-            self._reply(req, (err.status, err.reason, err.retry_after_s, None, None))
+            self._fail(req, err.status, err.reason, err.retry_after_s)
             return
         if ticket is not None:
             self._start(req, ticket)
@@ -511,7 +647,7 @@ class Simulation:
         """The gate started (or refused) a waiting request: continue it, as asyncio would, next."""
         if req.state == _QUEUED:
             req.state = _WOKEN
-        heapq.heappush(self._heap, (self.clock.t, next(self._seq), self._resume, req, (req.gen, ticket, exc)))
+        self._push(self.clock.t, self._resume, req, (req.gen, ticket, exc))
 
     def _resume(self, req: _Req, arg: tuple[int, Any, Exception | None]) -> None:
         gen, ticket, exc = arg
@@ -521,7 +657,7 @@ class Simulation:
             return
         if exc is not None:
             err = exc if isinstance(exc, GatewayError) else GatewayError(str(exc))
-            self._reply(req, (err.status, err.reason, err.retry_after_s, None, None))
+            self._fail(req, err.status, err.reason, err.retry_after_s)
             return
         self._start(req, ticket)
 
@@ -529,8 +665,10 @@ class Simulation:
         now = self.clock.t
         req.ticket = ticket
         req.started = now
-        req.replica.cpu_free_s += self._cpu_proxied - self._cpu_rejected
-        self.recorder.admitted(now, req.tier)
+        req.replica.cpu_free_s += self._cpu_admitted
+        rec = self.recorder
+        b = int(now * rec.inv_bucket)
+        req.ctx.admitted[b if b < rec.n else rec.n - 1] += 1
         self._route(req)
 
     # -- the gateway: the router -----------------------------------------------------------------
@@ -623,23 +761,31 @@ class Simulation:
         if up.in_flight > up.peak:
             up.peak = up.in_flight
         req.up = up
-        first_s = up.first_token_s()
-        timeouts = self._timeouts[dep.name]
-        limit_t = min(now + timeouts.total_s, req.deadline)
+        first_s = up.first_s
+        limit_t = now + up.total_s
+        if req.deadline < limit_t:
+            limit_t = req.deadline
         if up.errors and up.random() < up.errors:
             req.up_kind = _R500
-            self._at(req, max(now, min(now + rtt + first_s, limit_t)), self._upstream_done, req.gen)
+            t = now + rtt + first_s
+            if limit_t < t:
+                t = limit_t
+            self._at(req, t if t > now else now, self._upstream_done, req.gen)
             return True
-        n = req.completion if req.max_tokens is None or req.max_tokens >= req.completion else req.max_tokens
-        total_s = first_s + max(n - 1, 0) * up.interval_s()
+        n = req.n_out
+        total_s = first_s + (n - 1 if n > 1 else 0) * up.interval_s
         head_s = first_s if req.stream else total_s  # when the response head (first byte) arrives
-        if head_s > timeouts.read_s or now + rtt + head_s > limit_t:
+        if head_s > up.read_s or now + rtt + head_s > limit_t:
             req.up_kind = _TIMEOUT
-            self._at(req, max(now, min(now + timeouts.read_s, limit_t)), self._upstream_done, req.gen)
+            t = now + up.read_s
+            if limit_t < t:
+                t = limit_t
+            self._at(req, t if t > now else now, self._upstream_done, req.gen)
             return True
         req.up_kind = _OK
-        req.t_end = min(now + rtt + total_s, limit_t)
-        req.cut = req.t_end < now + rtt + total_s  # a stream that runs into its deadline breaks mid-way
+        t_end = now + rtt + total_s
+        req.cut = limit_t < t_end  # a stream that runs into its deadline breaks mid-way
+        req.t_end = limit_t if req.cut else t_end
         if req.stream:
             self._at(req, now + rtt + first_s, self._first_byte, req.gen)
         else:
@@ -649,21 +795,15 @@ class Simulation:
     def _sample(self, req: _Req, now: float) -> float | None:
         """The admission policy's latency sample (AdmissionPolicy._sample): seconds per output token
         of the whole request; none while the replica's event loop lags."""
-        if req.replica.loop_lag_s() > SAMPLE_MAX_LOOP_LAG_S:
+        if req.replica.cpu_free_s - now > SAMPLE_MAX_LOOP_LAG_S:  # Replica.loop_lag_s
             return None
-        n = req.completion if req.max_tokens is None or req.max_tokens >= req.completion else req.max_tokens
-        return (now - req.started) / (1 + n)
+        return (now - req.started) / (1 + req.n_out)
 
     def _release_upstream(self, req: _Req) -> None:
         up = req.up
         if up is not None:
             up.in_flight -= 1
             req.up = None
-
-    def _headroom(self, up: _Up | None) -> float:
-        if up is None:
-            return 1.0
-        return max(up.capacity - up.in_flight, 0) / up.capacity
 
     def _first_byte(self, req: _Req, gen: int) -> None:
         """A stream's first event: the router returns the response (breaker result at its end)."""
@@ -672,7 +812,8 @@ class Simulation:
         now = self.clock.t
         dep = req.dep
         dep.ewma.observe(now, now - req.up_t0)
-        dep.headroom = self._headroom(req.up)
+        up = req.up
+        dep.headroom = 1.0 if up is None else max(up.capacity - up.in_flight, 0) / up.capacity
         req.t_first = now
         self._at(req, req.t_end, self._stream_end, gen)
 
@@ -682,14 +823,28 @@ class Simulation:
         up = req.up
         if up is not None:
             up.served += 1
-        self._release_upstream(req)
+            up.in_flight -= 1
+            req.up = None
+        now = self.clock.t
         broke = req.cut
         req.dep._finish(req.permit, req.units, Outcome.FAILURE if broke else Outcome.SUCCESS, None)
         if req.gate is not None:
-            req.gate.release(req.ticket, rtt_s=None if broke else self._sample(req, self.clock.t), dropped=False)
-        self.recorder.router(self.clock.t, req.sent + 1)
+            req.gate.release(req.ticket, rtt_s=None if broke else self._sample(req, now), dropped=False)
+        self._router_done(now, req.sent + 1)
         # after the first byte nothing is retried: the stream ends with an error event
-        self._reply(req, (502, "upstream_timeout", None, None, "timeout") if broke else None)
+        if broke:
+            self._fail(req, 502, "upstream_timeout", None)
+        else:
+            self._succeed(req)
+
+    def _router_done(self, now: float, attempts: int) -> None:
+        """Recorder.router, inlined: one request left the router after ``attempts`` attempts."""
+        rec = self.recorder
+        b = int(now * rec.inv_bucket)
+        if b >= rec.n:
+            b = rec.n - 1
+        rec.gateway_requests[b] += 1
+        rec.upstream_attempts[b] += attempts
 
     def _upstream_done(self, req: _Req, gen: int) -> None:
         if req.gen != gen or req.state != _UPSTREAM:
@@ -701,15 +856,18 @@ class Simulation:
         if kind == _OK and up is not None:
             up.served += 1
             dep.ewma.observe(now, now - req.up_t0)
-            dep.headroom = self._headroom(up)
-            self._release_upstream(req)
+            dep.headroom = max(up.capacity - up.in_flight, 0) / up.capacity
+            up.in_flight -= 1
+            req.up = None
             dep._finish(req.permit, req.units, Outcome.SUCCESS, None)
             if req.gate is not None:
                 req.gate.release(req.ticket, rtt_s=self._sample(req, now), dropped=False)
-            self.recorder.router(now, req.sent + 1)
-            self._reply(req, None)
+            self._router_done(now, req.sent + 1)
+            self._succeed(req)
             return
-        self._release_upstream(req)
+        if up is not None:
+            up.in_flight -= 1
+            req.up = None
         if kind == _R429:
             hint_s = self.ups[dep.name].retry_after_s()
             err: _Err = (503, "upstream_429", hint_s, 429, None)
@@ -730,12 +888,12 @@ class Simulation:
     def _router_failed(self, req: _Req, err: _Err) -> None:
         """The router gave up: the admission policy's ``except GatewayError`` branch."""
         now = self.clock.t
-        self.recorder.router(now, req.sent)
+        self._router_done(now, req.sent)
         gate = req.gate
+        status, reason, retry_after, up_status, error_kind = err
         if gate is None:
-            self._reply(req, err)
+            self._fail(req, status, reason, retry_after)
             return
-        status, _, _, up_status, error_kind = err
         if up_status is None and error_kind is None:
             outcome = Outcome.FAILURE if status >= 500 else Outcome.CLIENT_ERROR
         else:
@@ -750,8 +908,8 @@ class Simulation:
             self._offer(req)
             return
         if outcome is Outcome.OVERLOADED:
-            err = (err[0], err[1], max(err[2] or 0.0, gate.retry_after_s(req.crit, req.units)), err[3], err[4])
-        self._reply(req, err)
+            retry_after = max(retry_after or 0.0, gate.retry_after_s(req.crit, req.units))
+        self._fail(req, status, reason, retry_after)
 
     # -- scenario events and gauges --------------------------------------------------------------
 
@@ -768,10 +926,10 @@ class Simulation:
         if kind == "deployment_down":
             up.down = True
         elif kind == "deployment_slow":
-            up.factor = event.factor
+            up.set_factor(event.factor)
         elif kind == "deployment_recover":
             up.down = False
-            up.factor = 1.0
+            up.set_factor(1.0)
         elif kind == "capacity_added":
             up.capacity += event.max_in_flight
 

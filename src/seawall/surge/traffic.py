@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import Any
 
-from seawall.surge.scenario import ClientBehaviour, Dist, Scenario
+from seawall.surge.scenario import ClientBehaviour, Dist, RateConstant, Scenario
 
 __all__ = ["REQUEST_OVERHEAD_TOKENS", "Arrivals", "FloodArrivals", "Shape", "TierSource", "tier_sources"]
 
@@ -53,41 +54,43 @@ class Shape:
 class Arrivals:
     """Arrival instants of one tier over the whole scenario (seconds from its start)."""
 
-    __slots__ = ("_bound", "_end", "_i", "_random", "_rate", "_slices", "_t")
+    __slots__ = ("_i", "_random", "_slices", "_t")
 
     def __init__(self, scenario: Scenario, tier: str, rng: random.Random) -> None:
         self._random = rng.random
-        # (start_s, end_s, peak_per_s, rate function) for every slice of every phase
-        self._slices: list[tuple[float, float, float, object, float, float]] = []
+        # (start_s, end_s, peak_per_s, rate function, phase start, phase duration, constant rate or
+        # None) for every slice of every phase; a constant rate is compared without a call.
+        self._slices: list[tuple[float, float, float, Any, float, float, float | None]] = []
         for phase, start in zip(scenario.phases, scenario.phase_starts(), strict=True):
             rate = phase.rates.get(tier)
             if rate is None:
                 continue
+            constant = rate.per_s if isinstance(rate, RateConstant) else None
             n = min(_MAX_SLICES, max(1, math.ceil(phase.duration_s / _SLICE_S)))
             width = phase.duration_s / n
             for i in range(n):
                 a, b = i * width, (i + 1) * width
                 peak = rate.peak(a, b, phase.duration_s) * 1.000001
                 if peak > 0:
-                    self._slices.append((start + a, start + b, peak, rate, start, phase.duration_s))
+                    self._slices.append((start + a, start + b, peak, rate, start, phase.duration_s, constant))
         self._i = 0
         self._t = self._slices[0][0] if self._slices else math.inf
-        self._end = 0.0
-        self._bound = 0.0
-        self._rate = None
 
     def next(self) -> float:
         """The next arrival instant, ``inf`` when the tier has no more."""
         rnd = self._random
+        log = math.log
         slices = self._slices
         while self._i < len(slices):
-            start, end, peak, rate, phase_start, duration = slices[self._i]
-            t = max(self._t, start)
+            start, end, peak, rate, phase_start, duration, constant = slices[self._i]
+            t = self._t
+            if start > t:
+                t = start
             while True:
-                t -= math.log(1.0 - rnd()) / peak
+                t -= log(1.0 - rnd()) / peak
                 if t >= end:
                     break
-                if rnd() * peak <= rate.at(t - phase_start, duration):  # type: ignore[attr-defined]
+                if rnd() * peak <= (constant if constant is not None else rate.at(t - phase_start, duration)):
                     self._t = t
                     return t
             self._i += 1
@@ -98,28 +101,32 @@ class Arrivals:
 class FloodArrivals:
     """Invalid-key floods: one stream of (instant, client address index, flood index)."""
 
-    __slots__ = ("_floods", "_heads", "_random")
+    __slots__ = ("_floods", "_heads", "_random", "keys")
 
     def __init__(self, scenario: Scenario, rng: random.Random) -> None:
         self._random = rng.random
         self._floods = [(e.at_s, e.at_s + e.duration_s, e.per_s, e.addresses)
                         for e in scenario.events if e.kind == "invalid_key_flood"]
         self._heads = [start for start, _, _, _ in self._floods]
+        #: the client address of each address index (what the auth throttle keys on)
+        self.keys = [f"10.0.{a // 250}.{a % 250 + 1}" for a in range(max((f[3] for f in self._floods), default=0))]
 
     def next(self) -> tuple[float, int] | None:
         """The next flood request as (instant, address index), or None when every flood is over."""
-        best = -1
-        for i, t in enumerate(self._heads):
-            if t < self._floods[i][1] and (best < 0 or t < self._heads[best]):
-                best = i
-        if best < 0:
-            return None
-        _, end, per_s, addresses = self._floods[best]
-        t = self._heads[best] - math.log(1.0 - self._random()) / per_s
-        self._heads[best] = t
-        if t >= end:
-            return self.next()
-        return t, int(self._random() * addresses)
+        heads = self._heads
+        floods = self._floods
+        while True:
+            best = -1
+            for i, t in enumerate(heads):
+                if t < floods[i][1] and (best < 0 or t < heads[best]):
+                    best = i
+            if best < 0:
+                return None
+            _, end, per_s, addresses = floods[best]
+            t = heads[best] - math.log(1.0 - self._random()) / per_s
+            heads[best] = t
+            if t < end:
+                return t, int(self._random() * addresses)
 
 
 class TierSource:
