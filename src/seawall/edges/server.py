@@ -32,7 +32,7 @@ from seawall.providers import anthropic, openai
 if TYPE_CHECKING:
     from seawall.config.stack import Runtime
 
-__all__ = ["DisconnectHook", "GatewayApp", "HttpProtocol", "error_headers"]
+__all__ = ["CoalescingWriter", "DisconnectHook", "GatewayApp", "HttpProtocol", "error_headers"]
 
 log = logging.getLogger("seawall.server")
 
@@ -374,18 +374,65 @@ class DisconnectHook:
         self.callback: Callable[[], None] | None = None
 
 
+class CoalescingWriter:
+    """A response's writes to its connection, with the head held back until the first body write.
+
+    uvicorn writes the status line and headers as soon as ``http.response.start`` is sent, then the
+    body: two sends and two segments, so the client wakes twice for every answer. Held back, the
+    head leaves with the body (or with a stream's first event) in one send. Anything else asked of
+    the transport first sends what is held. A ``100 Continue`` is never held.
+    """
+
+    __slots__ = ("_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = b""  # b"": nothing written yet; None: the head has gone out
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._transport.write(data)
+        elif held:
+            self._held = None
+            self._transport.write(held + data)
+        elif data.startswith(b"HTTP/1.1 100 "):
+            self._transport.write(data)
+        else:
+            self._held = data
+
+    def flush(self) -> None:
+        if self._held:
+            self._transport.write(self._held)
+        self._held = None
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        self.flush()
+        return getattr(self._transport, name)
+
+
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, plus a :class:`DisconnectHook` in each request's scope.
+    """uvicorn's httptools protocol, plus a :class:`DisconnectHook` in each request's scope and a
+    :class:`CoalescingWriter` under each response.
 
     ASGI tells an app about a disconnect only through ``receive()``, so noticing one mid-request
     costs a task per request waiting there. Here the connection's loss calls the hook instead
-    (measured: about a tenth of the gateway's CPU per request went to that task;
-    docs/decisions.md).
+    (docs/decisions.md, "The server edge").
     """
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope[DisconnectHook.KEY] = DisconnectHook()  # type: ignore[literal-required]
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = CoalescingWriter(self.transport)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         cycle = self.cycle
