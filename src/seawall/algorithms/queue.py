@@ -156,8 +156,10 @@ class AdmissionQueue(Generic[T]):
     def expire(self, now_s: float) -> list[Waiting[T]]:
         """Remove and return every item whose deadline has passed (``deadline_s <= now_s``)."""
         expired: list[Waiting[T]] = []
+        if not self._count:
+            return expired
         for tier, waiting_tier in enumerate(self._tiers):
-            if not any(w.deadline_s <= now_s for w in waiting_tier):
+            if not waiting_tier or not any(w.deadline_s <= now_s for w in waiting_tier):
                 continue
             kept: deque[Waiting[T]] = deque()
             for waiting in waiting_tier:

@@ -3,15 +3,18 @@
 Counters on the request path are plain dicts of floats, read by a collector at scrape time: a
 prometheus_client ``inc()`` takes a lock and a ``labels()`` lookup, about a microsecond each, ten
 times per request. The event loop is single-threaded, so a dict update is all a count needs.
-Histograms stay prometheus_client's (label children cached per label tuple).
+Histograms likewise: a bisect into the bucket bounds and three list/float updates, exported with
+cumulative buckets at scrape time (prometheus_client's ``observe`` takes a lock per call).
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -26,12 +29,12 @@ class GatewayMetrics:
         r = self.registry
         self.requests = _Counts(r, "seawall_requests", "Requests answered, by outcome.",
                                 ["route", "tier", "status", "reason"])
-        self.latency = Histogram("seawall_request_duration_seconds",
-                                 "Time from request received to last byte sent.",
-                                 ["route", "tier"], buckets=_LATENCY_BUCKETS_S, registry=r)
-        self.ttft = Histogram("seawall_time_to_first_token_seconds",
-                              "Time from request received to the first streamed event.",
-                              ["deployment"], buckets=_LATENCY_BUCKETS_S, registry=r)
+        self.latency = _Histograms(r, "seawall_request_duration_seconds",
+                                   "Time from request received to last byte sent.",
+                                   ["route", "tier"], _LATENCY_BUCKETS_S)
+        self.ttft = _Histograms(r, "seawall_time_to_first_token_seconds",
+                                "Time from request received to the first streamed event.",
+                                ["deployment"], _LATENCY_BUCKETS_S)
         self.in_flight: dict[tuple[str, ...], float] = {}
         self.gauge_callback("seawall_requests_in_flight", "Requests being served.", ["route"],
                             lambda: self.in_flight)
@@ -41,26 +44,16 @@ class GatewayMetrics:
                                 ["group", "criticality"])
         self.shed = _Counts(r, "seawall_shed", "Requests refused for capacity, by reason.",
                             ["group", "criticality", "reason"])
-        self.queue_delay = Histogram("seawall_admission_queue_delay_seconds",
-                                     "Time admitted requests waited for capacity.", ["group", "criticality"],
-                                     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
-                                     registry=r)
-        self._children: dict[tuple[object, ...], object] = {}
-
-    def _child(self, metric: object, *labels: str) -> object:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = metric.labels(*labels)  # type: ignore[attr-defined]
-            self._children[key] = child
-        return child
+        self.queue_delay = _Histograms(r, "seawall_admission_queue_delay_seconds",
+                                       "Time admitted requests waited for capacity.", ["group", "criticality"],
+                                       (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5))
 
     def observe_request(self, route: str, tier: str, status: int, reason: str, seconds: float) -> None:
         self.requests.inc((route, tier, str(status), reason))
-        self._child(self.latency, route, tier).observe(seconds)  # type: ignore[attr-defined]
+        self.latency.observe((route, tier), seconds)
 
     def observe_ttft(self, deployment: str, seconds: float) -> None:
-        self._child(self.ttft, deployment).observe(seconds)  # type: ignore[attr-defined]
+        self.ttft.observe((deployment,), seconds)
 
     def observe_tokens(self, deployment: str, prompt: int, completion: int) -> None:
         self.tokens.inc((deployment, "prompt"), prompt)
@@ -72,7 +65,7 @@ class GatewayMetrics:
 
     def on_admit(self, group: str, criticality: str, queued_s: float) -> None:
         self.admitted.inc((group, criticality))
-        self._child(self.queue_delay, group, criticality).observe(queued_s)  # type: ignore[attr-defined]
+        self.queue_delay.observe((group, criticality), queued_s)
 
     def on_shed(self, group: str, criticality: str, reason: str) -> None:
         self.shed.inc((group, criticality, reason))
@@ -129,3 +122,42 @@ class _Counts(Collector):
 
     def describe(self) -> Iterator[CounterMetricFamily]:
         yield CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+
+
+class _Histograms(Collector):
+    """A labelled histogram kept in lists; exported with cumulative buckets like prometheus_client's."""
+
+    def __init__(self, registry: CollectorRegistry, name: str, documentation: str, labels: list[str],
+                 buckets: Sequence[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self.bounds = [float(b) for b in buckets]
+        # Per label tuple: [count per bucket (the last one is +Inf)..., sum of observed values].
+        self.values: dict[tuple[str, ...], list[float]] = {}
+        registry.register(self)
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        row = self.values.get(labels)
+        if row is None:
+            row = self.values[labels] = [0.0] * (len(self.bounds) + 2)
+        row[bisect.bisect_left(self.bounds, value)] += 1  # bucket bounds are inclusive (le)
+        row[-1] += value
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        edges = [*(_le(b) for b in self.bounds), "+Inf"]
+        for label_values, row in list(self.values.items()):
+            cumulative, running = [], 0.0
+            for edge, count in zip(edges, row[:-1], strict=True):
+                running += count
+                cumulative.append((edge, running))
+            family.add_metric(list(label_values), cumulative, row[-1])
+        yield family
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(bound)
