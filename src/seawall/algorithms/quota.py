@@ -42,6 +42,7 @@ __all__ = [
     "RateState",
     "decision_from",
     "format_reset",
+    "lease_cells",
     "rate_state",
 ]
 
@@ -188,6 +189,15 @@ def format_reset(seconds: float) -> str:
     return f"{s}s"
 
 
+def lease_cells(remaining: float, want: int, replicas: int) -> int:
+    """Cells handed to one replica as a lease: what it asked for, but at most ``1/(2N)`` of what is
+    left, so N replicas together never hold more than half of it and the rest is decided one request
+    at a time; near the limit this is zero and every request is checked on the shared counters."""
+    if want <= 0 or remaining <= 0:
+        return 0
+    return max(0, min(want, math.floor(remaining / (2 * max(1, replicas)))))
+
+
 class LocalQuota:
     """In-process counters for every scope; bounded to ``max_scopes`` buckets (least recently used
     evicted, which can only make the limiter more lenient, never wrongly strict)."""
@@ -268,22 +278,68 @@ class LocalQuota:
         day = int(acquired_wall_s // DAY_S)
         for s in scopes:
             name = s.name
-            lim = s.limits
-            if lim.concurrent_requests is not None:
+            if s.limits.concurrent_requests is not None:
                 n = self._inflight.get(name, 0) - 1
                 if n > 0:
                     self._inflight[name] = n
                 else:
                     self._inflight.pop(name, None)
-            if tokens_delta == 0:
-                continue
-            if lim.tokens_per_min is not None:
-                tat = self._tats.get("t:" + name, now_s)
-                self._store("t:" + name, max(tat, now_s) + tokens_delta * 60.0 / lim.tokens_per_min)
-            if lim.tokens_per_day is not None:
-                stored = self._days.get(name)
-                if stored is not None and stored[0] == day:
-                    self._days[name] = (day, max(0, stored[1] + tokens_delta))
+            if tokens_delta != 0:
+                self.adjust(s, 0, tokens_delta, tokens_delta, day, now_s, wall_s)
+
+    # -- the shared counters' side of leases (the reference the Redis script is tested against) --
+    def adjust(self, scope: QuotaScope, requests: int, tokens: int, day_tokens: int, day: int,
+               now_s: float, wall_s: float) -> None:
+        """Add cells without checking: a lease given back (negative), a reconciled estimate, a debt.
+        A bucket never goes above full (a give-back on a full bucket is lost); ``day_tokens`` count
+        only while ``day`` is still the UTC day, and a day counter never goes below zero."""
+        name, lim = scope.name, scope.limits
+        for prefix, cells, limit in (("r:", requests, lim.requests_per_min), ("t:", tokens, lim.tokens_per_min)):
+            if cells != 0 and limit is not None:
+                tat = self._tats.get(prefix + name, now_s)
+                self._store(prefix + name, max(tat, now_s) + cells * (60.0 / limit))
+        if day_tokens != 0 and lim.tokens_per_day is not None and day == int(wall_s // DAY_S):
+            self._days[name] = (day, max(0, self._used_today(name, day) + day_tokens))
+
+    def grant(self, scope: QuotaScope, want: tuple[int, int, int], replicas: int, now_s: float,
+              wall_s: float) -> tuple[int, int, int]:
+        """Hand out a lease: up to ``want`` (requests, tokens, tokens today) charged now, each at most
+        :func:`lease_cells` of what is left. Returns what was granted."""
+        name, lim = scope.name, scope.limits
+        out = [0, 0, 0]
+        for i, (prefix, limit) in enumerate((("r:", lim.requests_per_min), ("t:", lim.tokens_per_min))):
+            if want[i] > 0 and limit is not None:
+                tat = self._tats.get(prefix + name, now_s)
+                interval = 60.0 / limit
+                ahead = tat - now_s if tat > now_s else 0.0
+                out[i] = lease_cells(math.floor(limit - ahead / interval + 1e-3), want[i], replicas)
+                if out[i]:
+                    self._store(prefix + name, max(tat, now_s) + out[i] * interval)
+        if want[2] > 0 and lim.tokens_per_day is not None:
+            day = int(wall_s // DAY_S)
+            used = self._used_today(name, day)
+            out[2] = lease_cells(lim.tokens_per_day - used, want[2], replicas)
+            if out[2]:
+                self._days[name] = (day, used + out[2])
+        return out[0], out[1], out[2]
+
+    def peek(self, scope: QuotaScope, now_s: float, wall_s: float) -> tuple[float, float, int, int]:
+        """The scope's state as a replica caches it: requests and tokens TATs (``now_s`` when full or
+        unlimited), the UTC day and the tokens used that day."""
+        name, day = scope.name, int(wall_s // DAY_S)
+        return (max(self._tats.get("r:" + name, now_s), now_s), max(self._tats.get("t:" + name, now_s), now_s),
+                day, self._used_today(name, day))
+
+    def seed(self, scope: QuotaScope, requests_tat: float | None, tokens_tat: float | None, day: int,
+             day_used: int | None) -> None:
+        """Start from what was last seen elsewhere (the shared counters before an outage), never
+        below what is counted here already: the fallback must not forget usage."""
+        name = scope.name
+        for prefix, tat in (("r:", requests_tat), ("t:", tokens_tat)):
+            if tat is not None and tat > self._tats.get(prefix + name, -math.inf):
+                self._store(prefix + name, tat)
+        if day_used is not None and scope.limits.tokens_per_day is not None and day_used > self._used_today(name, day):
+            self._days[name] = (day, day_used)
 
     def _used_today(self, name: str, day: int) -> int:
         stored = self._days.get(name)

@@ -1,26 +1,35 @@
-"""Where quota decisions are made: Redis when it answers in time, local counters when it does not.
+"""Where quota decisions are made: from leases in-process, on Redis near a limit, locally without it.
+
+Leases (:mod:`seawall.algorithms.quota_lease`). While far from its limits a scope is decided
+in-process from cells this replica holds, already charged on Redis; a request the snapshot shows
+cannot fit is refused in-process too. Only when a lease runs short (near a limit, or at a burst) is
+the request decided on Redis, atomically (one Lua call), and that call also tops the lease up. Every
+``sync_interval_s`` (default 25 ms) one background call per tenant, all in one write, gives back
+idle cells, charges debts and token reconciliations, tops leases up to twice the last interval's
+demand and refreshes the snapshots. Redis hands out at most 1/(2N) of what is left, so near a limit
+leases vanish and every request is checked on Redis, exactly as if there were no leases; scopes
+with a concurrency limit are always decided on Redis (a lease is held per request and released
+inline, before the response completes: a client at its concurrency limit must not be refused by
+its own previous request).
 
 Fail static. Every Redis call has a tight timeout (``timeout_s``, default 50 ms) and goes through a
 circuit breaker (:class:`seawall.algorithms.breaker.CircuitBreaker`). When Redis is slow,
 unreachable or the breaker is open, the decision is made by in-process counters at 1/N of the
 global quota (:meth:`seawall.algorithms.quota.QuotaLimits.share`), N being the configured
 ``replicas`` (times the worker processes of this replica) or, when not configured, the number of
-replicas that heartbeat into Redis (last seen). A request therefore never fails because Redis
-failed, and the replicas together still hold roughly the global quota. A background heartbeat
-doubles as the breaker's probe, so the service returns to Redis by itself, traffic or not.
-
-Releases (the end of a request) must reach Redis before the client can send its next request,
-or a client at its concurrency limit would be refused by its own previous request: a ticket that
-holds a concurrency lease is settled inline. Token reconciliation alone is not urgent: deltas are
-summed per scope set and sent every ``SETTLE_BATCH_S`` (50 ms) in one call per scope set, which
-halves the Redis calls per request (measured in bench/quota.py). A settle that fails is kept
-(bounded) and retried after the next good heartbeat; leases also expire by themselves at the
-request's deadline plus a margin.
+replicas that heartbeat into Redis (last seen). Those counters start from this replica's share of
+the last snapshot seen from Redis (:meth:`LeaseBook.seed`), not from zero: an outage does not hand
+out a day's token budget again; tokens spent today during the outage are charged to Redis when it
+returns. A request therefore never fails because Redis failed, and the replicas together still hold
+roughly the global quota. A background heartbeat doubles as the breaker's probe, so the service
+returns to Redis by itself, traffic or not. A release that fails is kept (bounded) and retried after
+the next good heartbeat; leases also expire by themselves at the request's deadline plus a margin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import logging
 import os
@@ -31,17 +40,26 @@ from typing import Any
 
 from seawall.algorithms.breaker import CircuitBreaker, Permit
 from seawall.algorithms.outcome import Outcome
-from seawall.algorithms.quota import DAY_S, LocalQuota, QuotaDecision, QuotaScope
+from seawall.algorithms.quota import LocalQuota, QuotaDecision, QuotaScope
+from seawall.algorithms.quota_lease import LeaseBook, SyncOp
 from seawall.edges.stores.redis_quota import RedisQuotaStore
 from seawall.env import Clock
 
-__all__ = ["QuotaService", "QuotaTicket", "redis_breaker"]
+__all__ = ["Decided", "QuotaService", "QuotaTicket", "redis_breaker"]
 
 log = logging.getLogger("seawall.quota")
 
 LEASE_MARGIN_S = 5.0
 MAX_PENDING_SETTLES = 10_000
-SETTLE_BATCH_S = 0.05
+SYNC_INTERVAL_S = 0.025
+
+
+class Decided(enum.Enum):
+    """Where a ticket's decision was made (and so how it is settled)."""
+
+    LEASE = "lease"  # in-process, from a lease or a snapshot: settled in-process, synced later
+    REDIS = "redis"  # on Redis, one call
+    FALLBACK = "fallback"  # in-process counters at 1/N (no Redis, or Redis unreachable)
 
 
 @dataclass(slots=True)
@@ -51,12 +69,10 @@ class QuotaTicket:
     decision: QuotaDecision
     scopes: Sequence[QuotaScope]
     tokens: int
-    acquired_s: float  # unix seconds (Redis's clock for remote tickets)
-    lease_id: str | None = None  # set for tickets charged on Redis
-
-    @property
-    def holds_lease(self) -> bool:
-        return any(s.limits.concurrent_requests is not None for s in self.scopes)
+    acquired_s: float  # unix seconds (Redis's clock for tickets decided there)
+    lease_id: str | None = None  # a concurrency lease held on Redis, released when the request ends
+    decided: Decided = Decided.FALLBACK
+    local_scopes: Sequence[QuotaScope] | None = None  # the 1/N scopes charged by a fallback decision
 
 
 def redis_breaker() -> CircuitBreaker:
@@ -68,6 +84,9 @@ def redis_breaker() -> CircuitBreaker:
 
 
 class QuotaService:
+    """``leases=False`` decides every request on Redis (the reference the benchmark compares with);
+    token reconciliations are still sent in the background sync."""
+
     def __init__(
         self,
         *,
@@ -77,8 +96,11 @@ class QuotaService:
         replicas: int | None = None,
         processes: int = 1,
         heartbeat_interval_s: float = 1.0,
+        sync_interval_s: float = SYNC_INTERVAL_S,
+        leases: bool = True,
         breaker: CircuitBreaker | None = None,
         local: LocalQuota | None = None,
+        book: LeaseBook | None = None,
     ) -> None:
         self.clock = clock
         self.redis = redis
@@ -86,19 +108,22 @@ class QuotaService:
         self.configured_replicas = replicas
         self.processes = max(1, processes)
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.sync_interval_s = sync_interval_s
+        self.leases = leases
         self.breaker = breaker or redis_breaker()
         self.local = local or LocalQuota()
+        self.book = book or LeaseBook()
         self.replica_id = f"{os.getpid()}-{os.urandom(4).hex()}"
         self.replicas_seen = 0
-        self.local_decisions = 0
-        self.remote_decisions = 0
+        self.counts = dict.fromkeys(("lease_decisions", "cached_refusals", "remote_decisions",
+                                     "fallback_decisions", "syncs", "sync_failures"), 0)
         self.last_error: str | None = None
+        self._outage = 0  # counts transitions to failing; fallback counters are seeded once per outage
+        self._seeded: dict[str, int] = {}
         self._lease_seq = itertools.count(1)
         self._pending: deque[tuple[tuple[QuotaScope, ...], int, str, float]] = deque(maxlen=MAX_PENDING_SETTLES)
-        self._deltas: dict[tuple[tuple[QuotaScope, ...], int], int] = {}  # (scopes, UTC day) -> tokens
-        self._flush_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         self._shares: dict[tuple[tuple[QuotaScope, ...], int], tuple[QuotaScope, ...]] = {}
 
     # -- deciding -----------------------------------------------------------------------------
@@ -112,29 +137,62 @@ class QuotaService:
 
     async def acquire(self, scopes: Sequence[QuotaScope], tokens: int, lease_ttl_s: float) -> QuotaTicket:
         if self.redis is not None:
-            permit = self.breaker.allow(self.clock.now())
-            if permit is not None:
-                lease_id = f"{self.replica_id}-{next(self._lease_seq):x}"
-                try:
-                    async with asyncio.timeout(self.timeout_s):
-                        decision, at_s = await self.redis.acquire(
-                            scopes, tokens, lease_id, min(lease_ttl_s, 3600.0) + LEASE_MARGIN_S)
-                except asyncio.CancelledError:
-                    self.breaker.on_result(self.clock.now(), permit, Outcome.CANCELLED)
-                    raise
-                except Exception as exc:  # timeout, connection, script: all mean "decide locally"
-                    self._failed(permit, exc)
-                    if any(s.limits.concurrent_requests is not None for s in scopes):
-                        # The script may have run after all: give the lease back when Redis is back.
-                        self._pending.append((tuple(scopes), 0, lease_id, 0.0))
-                else:
-                    self._succeeded(permit)
-                    self.remote_decisions += 1
-                    return QuotaTicket(decision, scopes, tokens, at_s, lease_id)
-        self.local_decisions += 1
+            if self.leases and self.last_error is None:
+                decision = self.book.decide(scopes, tokens, self.clock.now(), self.clock.wall())
+                if decision is not None:
+                    self.counts["lease_decisions" if decision.allowed else "cached_refusals"] += 1
+                    return QuotaTicket(decision, scopes, tokens, self.clock.wall(), decided=Decided.LEASE)
+            ticket = await self._acquire_remote(scopes, tokens, lease_ttl_s)
+            if ticket is not None:
+                return ticket
+        return self._fallback(scopes, tokens)
+
+    async def _acquire_remote(self, scopes: Sequence[QuotaScope], tokens: int, lease_ttl_s: float
+                              ) -> QuotaTicket | None:
+        assert self.redis is not None
+        permit = self.breaker.allow(self.clock.now())
+        if permit is None:
+            return None
+        concurrency = any(s.limits.concurrent_requests is not None for s in scopes)
+        lease_id = f"{self.replica_id}-{next(self._lease_seq):x}" if concurrency else ""
+        wants = self.book.wants(scopes, tokens) if self.leases and not concurrency else None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                took = await self.redis.take(scopes, tokens, lease_id, min(lease_ttl_s, 3600.0) + LEASE_MARGIN_S,
+                                             replicas=self.divisor(), wants=wants)
+        except asyncio.CancelledError:
+            self.breaker.on_result(self.clock.now(), permit, Outcome.CANCELLED)
+            raise
+        except Exception as exc:  # timeout, connection, script: all mean "decide locally"
+            self._failed(permit, exc)
+            if concurrency:  # the script may have run after all: give the lease back when Redis is back
+                self._pending.append((tuple(scopes), 0, lease_id, 0.0))
+            return None
+        self._succeeded(permit)
+        self.counts["remote_decisions"] += 1
+        assert took.decision is not None
+        self.book.answered(scopes, took.states, took.at_s, self.clock.now(), took.decision.allowed, tokens)
+        return QuotaTicket(took.decision, scopes, tokens, took.at_s, lease_id or None, Decided.REDIS)
+
+    def _fallback(self, scopes: Sequence[QuotaScope], tokens: int) -> QuotaTicket:
+        self.counts["fallback_decisions"] += 1
         shared = self._share(scopes)
-        wall = self.clock.wall()
-        return QuotaTicket(self.local.acquire(shared, tokens, self.clock.now(), wall), shared, tokens, wall)
+        now, wall = self.clock.now(), self.clock.wall()
+        if self.redis is not None:
+            self._seed(scopes, shared, now, wall)
+        decision = self.local.acquire(shared, tokens, now, wall)
+        if decision.allowed and self.redis is not None:
+            self.book.charge_day(scopes, tokens, wall, wall)
+        return QuotaTicket(decision, scopes, tokens, wall, None, Decided.FALLBACK, shared)
+
+    def _seed(self, scopes: Sequence[QuotaScope], shared: Sequence[QuotaScope], now: float, wall: float) -> None:
+        """Once per outage and scope: start the fallback counters from the last snapshot."""
+        for scope, part in zip(scopes, shared, strict=True):
+            if self._seeded.get(scope.name) != self._outage:
+                if len(self._seeded) > 100_000:
+                    self._seeded.clear()
+                self._seeded[scope.name] = self._outage
+                self.local.seed(part, *self.book.seed(scope, self.divisor(), now, wall))
 
     def _share(self, scopes: Sequence[QuotaScope]) -> Sequence[QuotaScope]:
         n = self.divisor() if self.redis is not None else self.processes * (self.configured_replicas or 1)
@@ -149,54 +207,38 @@ class QuotaService:
             self._shares[key] = shared
         return shared
 
+    # -- settling -----------------------------------------------------------------------------
     async def settle(self, ticket: QuotaTicket, actual_tokens: int | None) -> None:
         """The request ended; ``actual_tokens`` is its real usage (``None``: unknown, keep the estimate)."""
-        if not ticket.decision.allowed:
-            return
-        delta = 0 if actual_tokens is None else actual_tokens - ticket.tokens
-        if ticket.lease_id is None:
-            self.local.settle(ticket.scopes, delta, self.clock.now(), self.clock.wall(), ticket.acquired_s)
-            return
-        if ticket.holds_lease:
-            await self._settle_remote(tuple(ticket.scopes), delta, ticket.lease_id, ticket.acquired_s)
-        elif delta != 0:
-            self._add_delta(ticket, delta)
+        if ticket.decision.allowed:
+            delta = 0 if actual_tokens is None else actual_tokens - ticket.tokens
+            if ticket.lease_id is not None:
+                await self._settle_remote(tuple(ticket.scopes), delta, ticket.lease_id, ticket.acquired_s)
+            else:
+                self._settle_here(ticket, delta)
 
     def settle_later(self, ticket: QuotaTicket, actual_tokens: int | None) -> None:
         """Settle without waiting (error and cancellation paths)."""
-        if not ticket.decision.allowed:
-            return
-        delta = 0 if actual_tokens is None else actual_tokens - ticket.tokens
-        if ticket.lease_id is None:
-            self.local.settle(ticket.scopes, delta, self.clock.now(), self.clock.wall(), ticket.acquired_s)
-        elif ticket.holds_lease:
-            self._spawn(self._settle_remote(tuple(ticket.scopes), delta, ticket.lease_id, ticket.acquired_s))
-        elif delta != 0:
-            self._add_delta(ticket, delta)
+        if ticket.decision.allowed:
+            delta = 0 if actual_tokens is None else actual_tokens - ticket.tokens
+            if ticket.lease_id is not None:
+                self._spawn(self._settle_remote(tuple(ticket.scopes), delta, ticket.lease_id, ticket.acquired_s))
+            else:
+                self._settle_here(ticket, delta)
+
+    def _settle_here(self, ticket: QuotaTicket, delta: int) -> None:
+        if ticket.local_scopes is not None:
+            wall = self.clock.wall()
+            self.local.settle(ticket.local_scopes, delta, self.clock.now(), wall, ticket.acquired_s)
+            if self.redis is not None:
+                self.book.charge_day(ticket.scopes, delta, ticket.acquired_s, wall)
+        elif self.redis is not None:
+            self.book.settle(ticket.scopes, delta, ticket.acquired_s)  # sent with the next sync
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _add_delta(self, ticket: QuotaTicket, delta: int) -> None:
-        key = (tuple(ticket.scopes), int(ticket.acquired_s // DAY_S))
-        if key not in self._deltas and len(self._deltas) >= MAX_PENDING_SETTLES:
-            return  # bounded: an unreconciled estimate only errs on the strict side
-        self._deltas[key] = self._deltas.get(key, 0) + delta
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_later(SETTLE_BATCH_S, self._start_flush)
-
-    def _start_flush(self) -> None:
-        self._flush_scheduled = False
-        self._spawn(self._flush_deltas())
-
-    async def _flush_deltas(self) -> None:
-        deltas, self._deltas = self._deltas, {}
-        for (scopes, day), delta in deltas.items():
-            if delta != 0:
-                await self._settle_remote(scopes, delta, "", day * DAY_S)
 
     async def _settle_remote(self, scopes: tuple[QuotaScope, ...], delta: int, lease_id: str,
                              acquired_s: float) -> None:
@@ -219,6 +261,48 @@ class QuotaService:
         else:
             self._succeeded(permit)
 
+    # -- sync ---------------------------------------------------------------------------------
+    async def sync(self, *, final: bool = False) -> bool:
+        """One sync of every active lease (one call per tenant, one write); True if it happened.
+        ``final``: give every lease back (shutting down)."""
+        if self.redis is None or self.last_error is not None or not len(self.book):
+            return False
+        ops = self.book.plan(self.clock.wall(), lease=self.leases and not final)
+        if not ops:
+            return False
+        permit = self.breaker.allow(self.clock.now())
+        if permit is None:
+            for op in ops:
+                self.book.failed(op)
+            return False
+        by_tenant: dict[str, list[SyncOp]] = {}
+        for op in ops:
+            by_tenant.setdefault(op.scope.tenant, []).append(op)
+        batches = list(by_tenant.values())
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                replies = await self.redis.sync(batches, self.divisor())
+        except asyncio.CancelledError:
+            self._sync_failed(ops)
+            self.breaker.on_result(self.clock.now(), permit, Outcome.CANCELLED)
+            raise
+        except Exception as exc:
+            self._sync_failed(ops)
+            self._failed(permit, exc)
+            return False
+        self._succeeded(permit)
+        now = self.clock.now()
+        for batch, took in zip(batches, replies, strict=True):
+            for op, state in zip(batch, took.states, strict=True):
+                self.book.applied(op, state, took.at_s, now)
+        self.counts["syncs"] += 1
+        return True
+
+    def _sync_failed(self, ops: list[SyncOp]) -> None:
+        for op in ops:
+            self.book.failed(op)
+        self.counts["sync_failures"] += 1
+
     def _succeeded(self, permit: Permit) -> None:
         self.breaker.on_result(self.clock.now(), permit, Outcome.SUCCESS)
         if self.last_error is not None:
@@ -229,6 +313,8 @@ class QuotaService:
         self.breaker.on_result(self.clock.now(), permit, Outcome.FAILURE)
         if self.last_error is None:
             log.warning("quota store failed, deciding locally at 1/%d of each quota: %r", self.divisor(), exc)
+            self._outage += 1
+            self.book.drop_leases()
         self.last_error = f"{type(exc).__name__}: {exc}"[:200]
 
     # -- background ---------------------------------------------------------------------------
@@ -252,32 +338,37 @@ class QuotaService:
                 break
         return True
 
-    async def _run(self) -> None:
+    async def _every(self, interval_s: float, step: Any, what: str) -> None:
         while True:
             try:
-                await self.beat()
+                await step()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # never let the heartbeat die
-                log.exception("quota heartbeat failed")
-            await self.clock.sleep(self.heartbeat_interval_s)
+            except Exception:  # never let a background loop die
+                log.exception("quota %s failed", what)
+            await self.clock.sleep(interval_s)
 
     def start(self) -> None:
-        if self.redis is not None and self._heartbeat_task is None:
-            self._heartbeat_task = asyncio.get_running_loop().create_task(self._run(), name="quota-heartbeat")
+        if self.redis is not None and not self._background:
+            loop = asyncio.get_running_loop()
+            self._background = [
+                loop.create_task(self._every(self.heartbeat_interval_s, self.beat, "heartbeat"), name="quota-beat"),
+                loop.create_task(self._every(self.sync_interval_s, self.sync, "sync"), name="quota-sync"),
+            ]
 
     async def stop(self) -> None:
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
+        for task in self._background:
+            task.cancel()
             try:
-                await self._heartbeat_task
+                await task
             except asyncio.CancelledError:
                 pass
-            self._heartbeat_task = None
+        self._background = []
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1.0)
         if self.redis is not None:
             try:
+                await self.sync(final=True)  # give the leases back
                 async with asyncio.timeout(0.5):
                     await self.redis.leave(self.replica_id)
             except Exception:
@@ -293,9 +384,10 @@ class QuotaService:
             "status": "ok" if closed and self.last_error is None else "degraded",
             "mode": "redis" if closed and self.last_error is None else "local",
             "breaker": self.breaker.state(now).value,
+            "replica_id": self.replica_id,
             "replicas": self.divisor(),
-            "local_decisions": self.local_decisions,
-            "remote_decisions": self.remote_decisions,
+            **self.counts,
+            "leases": len(self.book),
             "pending_settles": len(self._pending),
             "last_error": self.last_error,
         }

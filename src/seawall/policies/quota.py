@@ -2,8 +2,9 @@
 
 Position: after auth (the key, tenant and tier are known) and before admission (a caller over its
 own quota must not take a place in the queue for shared capacity). The decision is made by a
-:class:`seawall.edges.quota.QuotaService` (Redis across replicas, local counters otherwise, and as
-the fail-static fallback); this policy resolves the limits, estimates the tokens
+:class:`seawall.edges.quota.QuotaService` (across replicas: in-process from leases on the Redis
+counters far from a limit, on Redis near it; local counters otherwise, and as the fail-static
+fallback); this policy resolves the limits, estimates the tokens
 (:func:`seawall.policies.route.work_units`: prompt bytes / 4 + ``max_tokens``), turns a refusal
 into a typed 429 and settles the charge with the actual usage when the request, or its stream,
 ends. Every response, refusals included, carries ``x-ratelimit-{limit,remaining,reset}-{requests,

@@ -86,6 +86,23 @@ def readiness(url: str) -> dict[str, Any]:
     return result
 
 
+QUOTA_COUNTS = ("lease_decisions", "cached_refusals", "remote_decisions", "fallback_decisions")
+
+
+def quota_counts(urls: list[str], processes: int, timeout_s: float = 5.0) -> dict[str, int]:
+    """Quota decisions by kind, summed over every process behind ``urls`` (``/readyz`` answers
+    from one worker at a time: asked until ``processes`` distinct replicas have answered)."""
+    seen: dict[str, dict[str, int]] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < processes:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(seen)} of {processes} processes answered /readyz")
+        for url in urls:
+            state = readiness(url)["dependencies"]["quota_store"]
+            seen[state["replica_id"]] = {k: int(state[k]) for k in QUOTA_COUNTS}
+    return {k: sum(s[k] for s in seen.values()) for k in QUOTA_COUNTS}
+
+
 def chat_body(content_chars: int = 40, max_tokens: int = 32) -> bytes:
     return json.dumps({"model": "chat", "max_tokens": max_tokens,
                        "messages": [{"role": "user", "content": "x" * content_chars}]}).encode()

@@ -1,6 +1,7 @@
-"""The Redis quota scripts against a real Redis: the same decisions as the in-process algorithm
-(step for step, explicit time), atomic under concurrency, leases that expire, replica heartbeats,
-and recovery from an emptied script cache."""
+"""The Redis quota script against a real Redis: the same decisions, leases and adjustments as the
+in-process reference (step for step, explicit time), atomic under concurrency, concurrency leases
+that expire, replica heartbeats, and recovery from an emptied script cache (single calls and
+pipelined syncs)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
-from seawall.algorithms.quota import LocalQuota, QuotaLimits, QuotaScope
+from seawall.algorithms.quota import DAY_S, LocalQuota, QuotaLimits, QuotaScope
+from seawall.algorithms.quota_lease import SyncOp
 from seawall.edges.stores.redis_quota import RedisQuotaStore
 from tests.e2e.scale.services import RedisServer
 
@@ -63,6 +65,50 @@ async def _walk(store: RedisQuotaStore, sc: tuple[QuotaScope, ...], rng: random.
     return seen
 
 
+async def test_leases_adjustments_and_state_match_the_reference(redis_url, redis_prefix):
+    """Requests with top-ups, and syncs with give-backs, debts and top-ups, in a random walk: Redis
+    grants, charges and reports exactly what LocalQuota.grant/adjust/peek do."""
+    store = RedisQuotaStore(redis_url, prefix=redis_prefix)
+    rng = random.Random(11)
+    sc = (QuotaScope("key", "lk", "lease-t", QuotaLimits(requests_per_min=50, tokens_per_min=20_000,
+                                                         tokens_per_day=60_000)),
+          QuotaScope("tenant", "lease-t", "lease-t", QuotaLimits(requests_per_min=200)))
+    local, now, granted_any = LocalQuota(), T0 + 0.25, 0
+    try:
+        for i in range(300):
+            now = round(now + rng.choice([0.0, 0.01, 0.2, 2.0]), 6)
+            replicas = rng.choice([1, 2, 5])
+            day = int(now // DAY_S)
+            if rng.random() < 0.4:
+                ops = [SyncOp(s, (rng.randint(-5, 3), rng.randint(-800, 800), rng.randint(-800, 800)), day,
+                              (rng.randint(0, 9), rng.randint(0, 3000), rng.randint(0, 3000))) for s in sc]
+                (took,) = await store.sync([ops], replicas, now_s=now)
+                expected = []
+                for op in ops:
+                    local.adjust(op.scope, *op.adjust, op.day, now, now)
+                    expected.append(local.grant(op.scope, op.want, replicas, now, now))
+            else:
+                tokens = rng.choice([10, 300, 2000])
+                wants = [(rng.randint(0, 9), rng.randint(0, 3000), rng.randint(0, 3000)) for _ in sc]
+                took = await store.take(sc, tokens, replicas=replicas, wants=wants, now_s=now)
+                mine = local.acquire(sc, tokens, now, now)
+                assert took.decision is not None and took.decision.allowed == mine.allowed, i
+                assert took.decision.refused == mine.refused, i
+                expected = [local.grant(s, w, replicas, now, now) if mine.allowed else (0, 0, 0)
+                            for s, w in zip(sc, wants, strict=True)]
+            assert took.at_s == now
+            for s, state, grant in zip(sc, took.states, expected, strict=True):
+                rtat, ttat, d, used = local.peek(s, now, now)
+                assert state.granted == grant, i
+                assert (state.day, state.day_used) == (d, used), i
+                assert state.requests_tat == pytest.approx(rtat, abs=1e-6), i
+                assert state.tokens_tat == pytest.approx(ttat, abs=1e-6), i
+                granted_any += sum(grant)
+        assert granted_any > 0
+    finally:
+        await store.close()
+
+
 async def test_no_check_then_act_race_under_concurrency(redis_url, redis_prefix):
     stores = [RedisQuotaStore(redis_url, prefix=redis_prefix) for _ in range(3)]  # three "replicas"
     sc = (QuotaScope("key", "race", "race", QuotaLimits(requests_per_min=25, concurrent_requests=10)),)
@@ -108,10 +154,19 @@ async def test_script_cache_emptied_by_a_restart_is_reloaded(throwaway_redis: Re
     sc = (QuotaScope("key", "k", "t", QuotaLimits(requests_per_min=5)),)
     try:
         assert (await store.acquire(sc, 0, "a", 1.0))[0].allowed
-        admin = aioredis.Redis.from_url(throwaway_redis.url)
-        await admin.script_flush()
-        await admin.aclose()
+        await admin_flush(throwaway_redis.url)
         decision, _ = await store.acquire(sc, 0, "b", 1.0)
         assert decision.allowed and decision.requests is not None and decision.requests.remaining == 3
+        await admin_flush(throwaway_redis.url)
+        other = (QuotaScope("key", "k2", "u", QuotaLimits(requests_per_min=5)),)
+        took = await store.sync([[SyncOp(sc[0], (0, 0, 0), 0, (1, 0, 0))], [SyncOp(other[0], (0, 0, 0), 0, (2, 0, 0))]],
+                                replicas=1)  # a pipeline of two calls, both refused for NOSCRIPT, both sent again
+        assert [t.states[0].granted[0] for t in took] == [1, 2]
     finally:
         await store.close()
+
+
+async def admin_flush(url: str) -> None:
+    admin = aioredis.Redis.from_url(url)
+    await admin.script_flush()
+    await admin.aclose()

@@ -1,6 +1,8 @@
 """Several gateway processes on one Redis and one PostgreSQL behave as one gateway: a global
 requests/min and tokens/min quota held within 5% under concurrent load across replicas (one of
-them running ``--workers 2``), key revocation on every replica within 2 s, one ledger."""
+them running ``--workers 2``), through every quota path (leases far from the limit, one request at a
+time on Redis near it, refusals of a known exhausted window in-process), key revocation on every
+replica within 2 s, one ledger."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from tests.e2e.scale.cluster import (
     create_key,
     gateway_config,
     hammer,
+    quota_counts,
     readiness,
     start_replica,
     statuses,
@@ -29,6 +32,7 @@ pytestmark = pytest.mark.e2e
 
 RPM = 600
 TPM = 30_000
+PROCESSES = 3  # replica a, and replica b's two workers
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +53,19 @@ def fleet(scale_tmp: Path, upstream: Proc, redis_url: str, database_url: str, ru
         proc.stop()
 
 
+def _paths(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before[k] for k in after}
+
+
+def _every_path_taken(paths: dict[str, int], admitted: int) -> None:
+    # The quota was held through all three: leases while far from the limit, requests decided on
+    # Redis one at a time near it, refusals in-process once the window was known to be exhausted;
+    # none decided by the fail-static fallback (that would not be the shared quota).
+    assert paths["lease_decisions"] > 0 and paths["remote_decisions"] > 0 and paths["cached_refusals"] > 0, paths
+    assert paths["fallback_decisions"] == 0, paths
+    assert paths["lease_decisions"] + paths["remote_decisions"] >= admitted, paths
+
+
 def _all_accept(urls: list[str], key: str, want: bool, times: int = 6) -> bool:
     # several in a row per replica, so every worker process of a --workers replica is asked
     return all(accepted(u, key) is want for u in urls for _ in range(times))
@@ -59,14 +76,17 @@ async def test_global_requests_per_minute_held_across_replicas(fleet, scale_tmp)
     key = create_key(scale_tmp, path, "rpm-t")["key"]
     urls = [p.url for p in replicas]
     wait_until(lambda: _all_accept(urls, key, True), 5)
+    before = quota_counts(urls, PROCESSES)
     results = await hammer(urls, key, chat_body(), duration_s=3.0, concurrency=16)
+    paths = _paths(before, quota_counts(urls, PROCESSES))
     counts = statuses(results)
     assert set(counts) <= {200, 429}, counts  # no 5xx, nothing else
     admitted = counts.get(200, 0)
     elapsed = max(r.done_s for r in results) - min(r.sent_s for r in results)
     expected = RPM + RPM / 60 * elapsed  # a minute's burst plus the refill over the run
-    print(f"requests/min: admitted {admitted}, expected {expected:.1f}, statuses {counts}")
+    print(f"requests/min: admitted {admitted}, expected {expected:.1f}, statuses {counts}, paths {paths}")
     assert abs(admitted - expected) <= 0.05 * expected, (admitted, expected, counts)
+    _every_path_taken(paths, admitted)
     # both replicas admitted some: the quota is one global bucket, not one per replica
     ok = [r for r in results if r.status == 200]
     assert ok[0].headers["x-ratelimit-limit-requests"] == str(RPM)
@@ -82,14 +102,17 @@ async def test_global_tokens_per_minute_held_with_reconciliation(fleet, scale_tm
     # Estimated ~ bytes/4 + 64 = ~270 tokens per request, actual ~ bytes/4 + 16: only reconciliation
     # with the actual usage lets the replicas use the whole budget.
     body = chat_body(content_chars=800, max_tokens=64)
+    before = quota_counts(urls, PROCESSES)
     results = await hammer(urls, key, body, duration_s=3.0, concurrency=8)
+    paths = _paths(before, quota_counts(urls, PROCESSES))
     counts = statuses(results)
     assert set(counts) <= {200, 429}, counts
     used = sum(r.tokens for r in results if r.status == 200)
     elapsed = max(r.done_s for r in results) - min(r.sent_s for r in results)
     expected = TPM + TPM / 60 * elapsed
-    print(f"tokens/min: used {used}, expected {expected:.1f}, statuses {counts}")
+    print(f"tokens/min: used {used}, expected {expected:.1f}, statuses {counts}, paths {paths}")
     assert abs(used - expected) <= 0.05 * expected, (used, expected, counts)
+    _every_path_taken(paths, counts[200])
     estimate = len(body) // 4 + 64
     assert counts[200] > expected / estimate * 1.1  # more requests fit than the estimates alone allow
 
@@ -105,7 +128,7 @@ def test_revoked_key_stops_working_on_every_replica_within_2s(fleet, scale_tmp):
     assert took < 2.0
     state = readiness(urls[0])
     assert state["dependencies"]["quota_store"]["mode"] == "redis"
-    assert state["dependencies"]["quota_store"]["local_decisions"] == 0
+    assert state["dependencies"]["quota_store"]["fallback_decisions"] == 0
     assert state["dependencies"]["quota_store"]["replicas"] >= 3  # a, and b's two workers
 
 

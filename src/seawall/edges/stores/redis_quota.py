@@ -1,19 +1,25 @@
-"""Quota counters on Redis, shared by every replica: one atomic Lua call per decision.
+"""Quota counters on Redis, shared by every replica: one atomic Lua script for every change.
 
-The acquire script is :class:`seawall.algorithms.quota.LocalQuota.acquire` line for line (the GCRA
-step of :func:`seawall.algorithms.gcra.gcra_take`, the lease set for concurrency, the per-day
-counter), run inside Redis so that check and charge are one step: two replicas can never both see
-"one left" and both take it. Time is Redis's own clock (``TIME``), so replicas with skewed clocks
-still share one bucket; tests pass an explicit time instead to compare against the local algorithm.
+The script (``TAKE_LUA``) does, in one step: adjustments (leases given back, token estimates
+reconciled, debts; :meth:`seawall.algorithms.quota.LocalQuota.adjust`) and the release of a
+concurrency lease; the decision on a request (:meth:`LocalQuota.acquire` line for line: the GCRA step
+of :func:`seawall.algorithms.gcra.gcra_take`, the lease set for concurrency, the per-day counter),
+so that check and charge are one step and two replicas can never both see "one left" and both take
+it; then leases for the replica to spend without asking (:meth:`LocalQuota.grant`, at most 1/(2N) of
+what is left, see :mod:`seawall.algorithms.quota_lease`); and it answers with every scope's state
+(:meth:`LocalQuota.peek`), which the replica keeps as its snapshot. A request decided here, a sync
+of many leases and the end of a request holding a concurrency slot are all this one script. Time is
+Redis's own clock (``TIME``), so replicas with skewed clocks still share one bucket; tests pass an
+explicit time instead to compare against the local algorithm.
 
-Keys (all of one tenant share the hash tag ``{tenant}``, so a request's keys live in one cluster
+Keys (all of one tenant share the hash tag ``{tenant}``, so a call's keys live in one cluster
 slot): ``<prefix>:q:{tenant}:<kind>:<id>:{rpm,tpm,conc,day}``. Only the base name of each scope is
 passed in ``KEYS`` (the script appends the suffixes, all in the same slot) and the limits travel as
-one string: the command is packed in Python on every request, and halving its arguments was the
-largest single saving measured (see docs/decisions.md). Buckets expire when full again,
-lease sets when their last lease would, day counters after two days; nothing needs cleaning up.
-Concurrency is a sorted set of leases scored by expiry (the request's deadline plus a margin), so
-a replica that dies mid-request cannot leak a slot for longer than that.
+one string: the command is packed in Python, and halving its arguments was the largest single
+saving measured (see docs/decisions.md). Buckets expire when full again, lease sets when their
+last lease would, day counters after two days; nothing needs cleaning up. Concurrency is a sorted
+set of leases scored by expiry (the request's deadline plus a margin), so a replica that dies
+mid-request cannot leak a slot for longer than that.
 
 Errors are not handled here: the caller (:mod:`seawall.edges.quota`) puts a timeout and a breaker
 around every call and falls back to local counters.
@@ -23,8 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,9 +39,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from seawall.algorithms.quota import Dimension, QuotaDecision, QuotaScope, decision_from
+from seawall.algorithms.quota import DAY_S, Dimension, QuotaDecision, QuotaScope, decision_from
+from seawall.algorithms.quota_lease import ScopeState, SyncOp
 
-__all__ = ["RedisQuotaStore"]
+__all__ = ["RedisQuotaStore", "Take"]
 
 _PRELUDE = """
 local now = tonumber(ARGV[2])
@@ -61,117 +68,171 @@ local function key(i, suffix)
 end
 """
 
-# KEYS: the base name of each scope. ARGV: the limits ("rpm tpm concurrency tokens/day" per scope,
-# joined by ';', -1: no limit), now (<= 0: Redis TIME), tokens, lease id, lease ttl s.
-# Returns {allowed, dimension code, scope index, wait s, now, then per scope the rpm and tpm TATs
-# ('' if none)}, fractional values as strings (Lua numbers would become integers).
-ACQUIRE_LUA = _PRELUDE + """
+# KEYS: the base name of each scope. ARGV: [1] the limits ("rpm tpm concurrency tokens/day" per scope,
+# joined by ';', -1: no limit), [2] now (<= 0: Redis TIME), [3] the request's tokens (-1: no request),
+# [4] its concurrency lease id, [5] the lease's ttl s, [6] N replicas (leases are at most 1/(2N) of what
+# is left), [7] per scope "adjust_rpm adjust_tpm adjust_day day want_rpm want_tpm want_day" joined by
+# ';' ('': none), [8] a concurrency lease id to release ('': none).
+# In order: adjustments and the release; the request (all or nothing, as LocalQuota.acquire); leases
+# (LocalQuota.grant), unless the request was refused; then every scope's state (LocalQuota.peek).
+# Returns {allowed, dimension code, scope index, wait s, now, then per scope: the rpm and tpm TATs the
+# decision reports ('' if none), the rpm and tpm TATs now, tokens used today, granted rpm, tpm, day}.
+# Fractional values travel as strings (Lua numbers would become integers).
+TAKE_LUA = _PRELUDE + """
 local tokens = tonumber(ARGV[3])
 local lease = ARGV[4]
 local ttl = tonumber(ARGV[5])
+local replicas = tonumber(ARGV[6])
+local release = ARGV[8]
 local day = math.floor(now / 86400)
-local worst_wait, worst_dim, worst_i = -1, 0, 0
-local rt, tt, nr, nt = {}, {}, {}, {}
-local function refuse(wait, dim, i)
-  if wait > worst_wait then worst_wait, worst_dim, worst_i = wait, dim, i end
+local ops = {}
+for ar, at, ad, d, wr, wt, wd in string.gmatch(ARGV[7], '(-?%d+) (-?%d+) (-?%d+) (-?%d+) (%d+) (%d+) (%d+)') do
+  ops[#ops + 1] = {tonumber(ar), tonumber(at), tonumber(ad), tonumber(d), tonumber(wr), tonumber(wt), tonumber(wd)}
 end
-local function take(tat, interval, burst, cost)
-  if cost > burst then return tat, math.huge end
-  local base = tat
-  if base < now then base = now end
-  local new_tat = base + interval * cost
-  local allow_at = new_tat - interval * burst
-  if allow_at > now then return tat, allow_at - now end
-  return new_tat, 0
+local function tat_of(k)
+  return tonumber(redis.call('GET', k) or now)
+end
+local function store(k, tat)
+  if tat > now then
+    redis.call('SET', k, f(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
+  else
+    redis.call('DEL', k)
+  end
+end
+local function adjust(k, cells, interval)
+  local tat = tat_of(k)
+  if tat < now then tat = now end
+  store(k, tat + cells * interval)
+end
+local function used_today(i)
+  if tonumber(redis.call('HGET', key(i, ':day'), 'd') or -1) == day then
+    return tonumber(redis.call('HGET', key(i, ':day'), 'u') or 0)
+  end
+  return 0
+end
+local function set_used(i, used)
+  redis.call('HSET', key(i, ':day'), 'd', day, 'u', used)
+  redis.call('EXPIRE', key(i, ':day'), 172800)
+end
+local function lease_cells(remaining, want)
+  if want <= 0 or remaining <= 0 then return 0 end
+  return math.max(0, math.min(want, math.floor(remaining / (2 * math.max(1, replicas)))))
 end
 for i = 1, n do
   local rpm, tpm, conc, daily = limits(i)
-  if conc > 0 then
-    redis.call('ZREMRANGEBYSCORE', key(i, ':conc'), '-inf', now)
-    if redis.call('ZCARD', key(i, ':conc')) >= conc then refuse(1.0, 1, i) end
-  end
-  if rpm > 0 then
-    local tat = tonumber(redis.call('GET', key(i, ':rpm')) or now)
-    local new_tat, wait = take(tat, 60 / rpm, rpm, 1)
-    rt[i], nr[i] = tat, new_tat
-    if wait > 0 then refuse(wait, 2, i) end
-  end
-  if tpm > 0 then
-    local tat = tonumber(redis.call('GET', key(i, ':tpm')) or now)
-    local new_tat, wait = take(tat, 60 / tpm, tpm, tokens)
-    tt[i], nt[i] = tat, new_tat
-    if wait > 0 then refuse(wait, 3, i) end
-  end
-  if daily > 0 then
-    local used = 0
-    if tonumber(redis.call('HGET', key(i, ':day'), 'd') or -1) == day then
-      used = tonumber(redis.call('HGET', key(i, ':day'), 'u') or 0)
+  if release ~= '' and conc > 0 then redis.call('ZREM', key(i, ':conc'), release) end
+  local op = ops[i]
+  if op then
+    if op[1] ~= 0 and rpm > 0 then adjust(key(i, ':rpm'), op[1], 60 / rpm) end
+    if op[2] ~= 0 and tpm > 0 then adjust(key(i, ':tpm'), op[2], 60 / tpm) end
+    if op[3] ~= 0 and daily > 0 and op[4] == day then
+      local used = used_today(i) + op[3]
+      if used < 0 then used = 0 end
+      set_used(i, used)
     end
-    if used + tokens > daily then
+  end
+end
+local allowed, worst_wait, worst_dim, worst_i = 1, -1, 0, 0
+local rt, tt = {}, {}
+if tokens >= 0 then
+  local nr, nt = {}, {}
+  local function refuse(wait, dim, i)
+    if wait > worst_wait then worst_wait, worst_dim, worst_i = wait, dim, i end
+  end
+  local function take(tat, interval, burst, cost)
+    if cost > burst then return tat, math.huge end
+    local base = tat
+    if base < now then base = now end
+    local new_tat = base + interval * cost
+    local allow_at = new_tat - interval * burst
+    if allow_at > now then return tat, allow_at - now end
+    return new_tat, 0
+  end
+  for i = 1, n do
+    local rpm, tpm, conc, daily = limits(i)
+    if conc > 0 then
+      redis.call('ZREMRANGEBYSCORE', key(i, ':conc'), '-inf', now)
+      if redis.call('ZCARD', key(i, ':conc')) >= conc then refuse(1.0, 1, i) end
+    end
+    if rpm > 0 then
+      local tat = tat_of(key(i, ':rpm'))
+      local new_tat, wait = take(tat, 60 / rpm, rpm, 1)
+      rt[i], nr[i] = tat, new_tat
+      if wait > 0 then refuse(wait, 2, i) end
+    end
+    if tpm > 0 then
+      local tat = tat_of(key(i, ':tpm'))
+      local new_tat, wait = take(tat, 60 / tpm, tpm, tokens)
+      tt[i], nt[i] = tat, new_tat
+      if wait > 0 then refuse(wait, 3, i) end
+    end
+    if daily > 0 and used_today(i) + tokens > daily then
       if tokens > daily then refuse(math.huge, 4, i) else refuse((day + 1) * 86400 - now, 4, i) end
     end
   end
-end
-local out = {}
-if worst_dim ~= 0 then
-  out = {0, worst_dim, worst_i, f(worst_wait), f(now)}
-  for i = 1, n do
-    out[#out + 1] = f(rt[i])
-    out[#out + 1] = f(tt[i])
+  if worst_dim ~= 0 then
+    allowed = 0
+  else
+    for i = 1, n do
+      local rpm, tpm, conc, daily = limits(i)
+      if nr[i] then store(key(i, ':rpm'), nr[i]) end
+      if nt[i] then store(key(i, ':tpm'), nt[i]) end
+      if conc > 0 then
+        redis.call('ZADD', key(i, ':conc'), now + ttl, lease)
+        local ms = math.ceil(ttl * 1000) + 1000
+        if redis.call('PTTL', key(i, ':conc')) < ms then redis.call('PEXPIRE', key(i, ':conc'), ms) end
+      end
+      if daily > 0 then set_used(i, used_today(i) + tokens) end
+    end
+    rt, tt = nr, nt
   end
-  return out
 end
-out = {1, 0, 0, '0', f(now)}
+local out = {allowed, worst_dim, worst_i, f(math.max(worst_wait, 0)), f(now)}
 for i = 1, n do
   local rpm, tpm, conc, daily = limits(i)
-  if nr[i] then
-    redis.call('SET', key(i, ':rpm'), f(nr[i]), 'PX', math.ceil((nr[i] - now) * 1000) + 1000)
+  local op = ops[i]
+  local gr, gt, gd = 0, 0, 0
+  local rtat, ttat, used = now, now, 0
+  if rpm > 0 then
+    rtat = tat_of(key(i, ':rpm'))
+    if allowed == 1 and op and op[5] > 0 then
+      gr = lease_cells(math.floor(rpm - math.max(rtat - now, 0) / (60 / rpm) + 0.001), op[5])
+      if gr > 0 then
+        store(key(i, ':rpm'), math.max(rtat, now) + gr * (60 / rpm))
+        rtat = tat_of(key(i, ':rpm'))
+      end
+    end
   end
-  if nt[i] then
-    redis.call('SET', key(i, ':tpm'), f(nt[i]), 'PX', math.ceil((nt[i] - now) * 1000) + 1000)
-  end
-  if conc > 0 then
-    redis.call('ZADD', key(i, ':conc'), now + ttl, lease)
-    local ms = math.ceil(ttl * 1000) + 1000
-    if redis.call('PTTL', key(i, ':conc')) < ms then redis.call('PEXPIRE', key(i, ':conc'), ms) end
+  if tpm > 0 then
+    ttat = tat_of(key(i, ':tpm'))
+    if allowed == 1 and op and op[6] > 0 then
+      gt = lease_cells(math.floor(tpm - math.max(ttat - now, 0) / (60 / tpm) + 0.001), op[6])
+      if gt > 0 then
+        store(key(i, ':tpm'), math.max(ttat, now) + gt * (60 / tpm))
+        ttat = tat_of(key(i, ':tpm'))
+      end
+    end
   end
   if daily > 0 then
-    if tonumber(redis.call('HGET', key(i, ':day'), 'd') or -1) ~= day then
-      redis.call('HSET', key(i, ':day'), 'd', day, 'u', 0)
+    used = used_today(i)
+    if allowed == 1 and op and op[7] > 0 then
+      gd = lease_cells(daily - used, op[7])
+      if gd > 0 then
+        used = used + gd
+        set_used(i, used)
+      end
     end
-    redis.call('HINCRBY', key(i, ':day'), 'u', tokens)
-    redis.call('EXPIRE', key(i, ':day'), 172800)
   end
-  out[#out + 1] = f(nr[i])
-  out[#out + 1] = f(nt[i])
+  out[#out + 1] = f(rt[i])
+  out[#out + 1] = f(tt[i])
+  out[#out + 1] = f(math.max(rtat, now))
+  out[#out + 1] = f(math.max(ttat, now))
+  out[#out + 1] = used
+  out[#out + 1] = gr
+  out[#out + 1] = gt
+  out[#out + 1] = gd
 end
 return out
-"""
-
-# ARGV: the limits as for acquire, now (<= 0: Redis TIME), tokens delta (actual - estimated), lease
-# id, UTC day of the acquisition.
-SETTLE_LUA = _PRELUDE + """
-local delta = tonumber(ARGV[3])
-local lease = ARGV[4]
-local day = tonumber(ARGV[5])
-for i = 1, n do
-  local rpm, tpm, conc, daily = limits(i)
-  if conc > 0 then redis.call('ZREM', key(i, ':conc'), lease) end
-  if delta ~= 0 and tpm > 0 then
-    local tat = tonumber(redis.call('GET', key(i, ':tpm')) or now)
-    if tat < now then tat = now end
-    local new_tat = tat + delta * 60 / tpm
-    if new_tat > now then
-      redis.call('SET', key(i, ':tpm'), f(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
-    else
-      redis.call('DEL', key(i, ':tpm'))
-    end
-  end
-  if delta ~= 0 and daily > 0 and tonumber(redis.call('HGET', key(i, ':day'), 'd') or -1) == day then
-    if redis.call('HINCRBY', key(i, ':day'), 'u', delta) < 0 then redis.call('HSET', key(i, ':day'), 'u', 0) end
-  end
-end
-return 1
 """
 
 # KEYS[1]: the replica set. ARGV: replica id, ttl s. Returns how many replicas are alive.
@@ -206,21 +267,52 @@ class _Script:
         self.sha = hashlib.sha1(lua.encode()).hexdigest().encode()
 
 
-_ACQUIRE, _SETTLE = _Script(ACQUIRE_LUA), _Script(SETTLE_LUA)
+_TAKE = _Script(TAKE_LUA)
+_NO_OPS = b"$0\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """One call's answer: the decision (``None`` when no request was asked about), Redis's clock
+    (unix seconds) and every scope's state after the call (with the cells granted as leases)."""
+
+    decision: QuotaDecision | None
+    at_s: float
+    states: list[ScopeState]
+
+
+def _ops(ops: Sequence[tuple[int, int, int, int, int, int, int]]) -> bytes:
+    return ";".join(" ".join(map(str, op)) for op in ops).encode()
+
+
+def _parse(scopes: Sequence[QuotaScope], out: list[Any], request: bool) -> Take:
+    at_s = float(out[4])
+    rows = [out[i:i + 8] for i in range(5, len(out), 8)]
+    states = [ScopeState(float(r[2]), float(r[3]), int(at_s // DAY_S), int(r[4]), (int(r[5]), int(r[6]), int(r[7])))
+              for r in rows]
+    if not request:
+        return Take(None, at_s, states)
+    rpm = [float(r[0]) if r[0] != "" else None for r in rows]
+    tpm = [float(r[1]) if r[1] != "" else None for r in rows]
+    if int(out[0]) == 1:
+        return Take(decision_from(scopes, rpm, tpm, at_s), at_s, states)
+    return Take(decision_from(scopes, rpm, tpm, at_s, Dimension.from_code(int(out[1])), int(out[2]) - 1,
+                              float(out[3])), at_s, states)
 
 
 class RedisQuotaStore:
     """The Redis side of :class:`seawall.edges.quota.QuotaService`; every method may raise.
 
-    The two per-request scripts bypass redis-py's command layer (measured: its argument packing,
-    pool bookkeeping and per-call ``wait_for`` cost more than the round trip itself): the
-    ``EVALSHA`` command is packed here, with everything but the four per-request arguments cached
-    per scope set, and sent on one of at most ``connections`` redis-py connections (a semaphore and
-    a free list; without the bound, a burst at start-up opened a connection per request and timed
-    them all out). Timeouts are the caller's (``asyncio.timeout``); a connection that saw an error
-    or a timeout is disconnected at once (a late reply must never be read as the next one's) and
-    reconnects on its next use. ``NOSCRIPT`` (a Redis restart empties its script cache) loads the
-    script and retries once.
+    The script is called without redis-py's command layer (measured: its argument packing, pool
+    bookkeeping and per-call ``wait_for`` cost more than the round trip itself): ``EVALSHA`` is
+    packed here, with the head (script, keys, limits) cached per scope set, and sent on one of at
+    most ``connections`` redis-py connections (a semaphore and a free list; without the bound, a
+    burst at start-up opened a connection per request and timed them all out). A sync sends one
+    ``EVALSHA`` per tenant in one write and reads the replies in order (a pipeline). Timeouts are
+    the caller's (``asyncio.timeout``); a connection that saw an error or a timeout is
+    disconnected at once (a late reply must never be read as the next one's) and reconnects on
+    its next use. ``NOSCRIPT`` (a Redis restart empties its script cache) loads the script and
+    sends again the calls that were refused for it (they did not run).
     """
 
     def __init__(self, url: str, *, prefix: str = "seawall", connections: int = 16,
@@ -231,72 +323,106 @@ class RedisQuotaStore:
             retry=Retry(NoBackoff(), 0), max_connections=connections + 4, decode_responses=True,
         )
         self._heartbeat = self.client.register_script(HEARTBEAT_LUA)
-        self._heads: dict[tuple[bytes, int], tuple[Sequence[QuotaScope], tuple[bytes, int]]] = {}
+        self._heads: dict[int, tuple[Sequence[QuotaScope], tuple[bytes, int]]] = {}
         self._slots = asyncio.Semaphore(connections)
         self._idle: list[AbstractConnection] = []
 
     def keys_of(self, scope: QuotaScope) -> list[str]:
-        """The scope's four keys (for tests and tools; the scripts derive them from the base)."""
+        """The scope's four keys (for tests and tools; the script derives them from the base)."""
         base = self._base(scope)
         return [f"{base}:{suffix}" for suffix in ("rpm", "tpm", "conc", "day")]
 
     def _base(self, scope: QuotaScope) -> str:
         return f"{self.prefix}:q:{{{_tag(scope.tenant)}}}:{scope.kind}:{scope.id}"
 
-    def _head(self, script: _Script, scopes: Sequence[QuotaScope]) -> tuple[bytes, int]:
+    def _head(self, scopes: Sequence[QuotaScope], cache: bool = True) -> tuple[bytes, int]:
         """``EVALSHA sha numkeys keys... limits`` packed, and the argument count so far."""
-        cache_key = (script.sha, id(scopes))  # the policy hands the same tuple for the same key
-        entry = self._heads.get(cache_key)
+        entry = self._heads.get(id(scopes)) if cache else None  # the policy hands the same tuple per key
         if entry is not None and entry[0] is scopes:
             return entry[1]
         limits = ";".join(
             f"{_limit(s.limits.requests_per_min)} {_limit(s.limits.tokens_per_min)} "
             f"{_limit(s.limits.concurrent_requests)} {_limit(s.limits.tokens_per_day)}" for s in scopes)
-        parts = [b"EVALSHA", script.sha, str(len(scopes)).encode(),
+        parts = [b"EVALSHA", _TAKE.sha, str(len(scopes)).encode(),
                  *(self._base(s).encode() for s in scopes), limits.encode()]
         found = (b"".join(_bulk(p) for p in parts), len(parts))
-        if len(self._heads) > 100_000:
-            self._heads.clear()
-        self._heads[cache_key] = (scopes, found)  # holding the tuple keeps its id from being reused
+        if cache:
+            if len(self._heads) > 100_000:
+                self._heads.clear()
+            self._heads[id(scopes)] = (scopes, found)  # holding the tuple keeps its id from being reused
         return found
 
-    async def _eval(self, script: _Script, scopes: Sequence[QuotaScope], *args: object) -> Any:
-        head, count = self._head(script, scopes)
-        packed = (b"*%d\r\n" % (count + len(args)) + head
-                  + b"".join(_bulk(str(a).encode()) for a in args))
+    def _pack(self, scopes: Sequence[QuotaScope], now_s: float, tokens: int, lease_id: str, lease_ttl_s: float,
+              replicas: int, ops: bytes, release: str, cache: bool = True) -> bytes:
+        head, count = self._head(scopes, cache)
+        tail = (_bulk(repr(now_s).encode()) + _bulk(str(tokens).encode()) + _bulk(lease_id.encode())
+                + _bulk(repr(lease_ttl_s).encode()) + _bulk(str(replicas).encode())
+                + (_bulk(ops) if ops else _NO_OPS) + _bulk(release.encode()))
+        return b"*%d\r\n" % (count + 7) + head + tail
+
+    async def _send(self, commands: list[bytes]) -> list[Any]:
+        """Send ``commands`` in one write and read their replies in order."""
         async with self._slots:
             conn = self._idle.pop() if self._idle else await self.client.connection_pool.get_connection()
             try:
+                replies: list[Any] = [None] * len(commands)
+                todo = list(range(len(commands)))
                 for attempt in (0, 1):
-                    try:
-                        await conn.send_packed_command(packed, check_health=False)
-                        return await conn.read_response()
-                    except NoScriptError:
-                        if attempt:
-                            raise
-                        await self.client.script_load(script.lua)
+                    await conn.send_packed_command(b"".join(commands[i] for i in todo), check_health=False)
+                    refused = []
+                    for i in todo:
+                        try:
+                            replies[i] = await conn.read_response()
+                        except NoScriptError:
+                            refused.append(i)
+                    if not refused:
+                        return replies
+                    if attempt:
+                        raise NoScriptError("NOSCRIPT after loading the script")
+                    await self.client.script_load(_TAKE.lua)
+                    todo = refused
                 raise AssertionError("unreachable")  # pragma: no cover
             except BaseException:
-                if not isinstance(sys.exc_info()[1], NoScriptError):
-                    await conn.disconnect(nowait=True)
+                await conn.disconnect(nowait=True)
                 raise
             finally:
                 self._idle.append(conn)
 
+    async def take(self, scopes: Sequence[QuotaScope], tokens: int, lease_id: str = "", lease_ttl_s: float = 0.0, *,
+                   replicas: int = 1, wants: Sequence[tuple[int, int, int]] | None = None, now_s: float = 0.0
+                   ) -> Take:
+        """Decide a request (``tokens``: its estimate) on the shared counters and, if allowed, charge
+        it and hand out leases of up to ``wants`` (requests, tokens, tokens today) per scope."""
+        ops = b"" if wants is None else _ops([(0, 0, 0, 0, w[0], w[1], w[2]) for w in wants])
+        packed = self._pack(scopes, now_s, tokens, lease_id, lease_ttl_s, replicas, ops, "")
+        out = (await self._send([packed]))[0]
+        return _parse(scopes, out, True)
+
     async def acquire(self, scopes: Sequence[QuotaScope], tokens: int, lease_id: str, lease_ttl_s: float,
                       now_s: float = 0.0) -> tuple[QuotaDecision, float]:
-        """The decision and Redis's clock at the time (unix seconds)."""
-        out = await self._eval(_ACQUIRE, scopes, now_s, tokens, lease_id, lease_ttl_s)
-        now = float(out[4])
-        tats = [float(x) if x != "" else None for x in out[5:]]
-        if int(out[0]) == 1:
-            return decision_from(scopes, tats[0::2], tats[1::2], now), now
-        return decision_from(scopes, tats[0::2], tats[1::2], now, Dimension.from_code(int(out[1])),
-                             int(out[2]) - 1, float(out[3])), now
+        """The decision and Redis's clock at the time (unix seconds); no leases."""
+        took = await self.take(scopes, tokens, lease_id, lease_ttl_s, now_s=now_s)
+        assert took.decision is not None
+        return took.decision, took.at_s
 
     async def settle(self, scopes: Sequence[QuotaScope], tokens_delta: int, lease_id: str, acquired_s: float,
                      now_s: float = 0.0) -> None:
-        await self._eval(_SETTLE, scopes, now_s, tokens_delta, lease_id, int(acquired_s // 86_400))
+        """Release a request's concurrency lease and reconcile its token estimate (``actual -
+        estimated``; the day counter only if still the UTC day of ``acquired_s``)."""
+        day = int(acquired_s // DAY_S)
+        ops = _ops([(0, tokens_delta, tokens_delta, day, 0, 0, 0)] * len(scopes)) if tokens_delta else b""
+        await self._send([self._pack(scopes, now_s, -1, "", 0.0, 1, ops, lease_id)])
+
+    async def sync(self, batches: Sequence[Sequence[SyncOp]], replicas: int, now_s: float = 0.0) -> list[Take]:
+        """Apply leases' give-backs, debts and top-ups: one call per batch (the scopes of one tenant,
+        one cluster slot), all batches in one write."""
+        commands = []
+        for batch in batches:
+            scopes = [op.scope for op in batch]
+            ops = _ops([(*op.adjust, op.day, *op.want) for op in batch])
+            commands.append(self._pack(scopes, now_s, -1, "", 0.0, replicas, ops, "", cache=False))
+        replies = await self._send(commands)
+        return [_parse([op.scope for op in batch], out, False) for batch, out in zip(batches, replies, strict=True)]
 
     async def heartbeat(self, replica_id: str, ttl_s: float) -> int:
         return int(await self._heartbeat(keys=[f"{self.prefix}:replicas"], args=[replica_id, ttl_s]))

@@ -1,0 +1,349 @@
+"""Leases on the shared quota counters: decide in-process while far from a limit, on Redis near it.
+
+Why: a round trip to Redis costs hundreds of microseconds of syscalls on a busy machine, and
+milliseconds at the tail; a gateway that asks about every request pays that on every request. Yet
+the replicas must hold one global quota.
+
+How: a replica holds a *lease* per scope and limit: cells (requests, tokens, tokens today) already
+charged to the shared counters and spent here without asking. The shared side hands out at most
+``1/(2N)`` of what is left (:func:`seawall.algorithms.quota.lease_cells`), so leases are generous
+far from a limit and shrink to nothing near it; then each request is decided on the shared counters
+one at a time (the atomic script), exactly as without leases. Everything admitted from a lease was
+charged in advance, so leases never let the replicas together admit more than the shared counters
+hold; what they cost is cells held but not yet spent, given back at the next sync.
+
+Every answer from the shared side carries its state (TATs, tokens used today): a *snapshot*. When
+not even the snapshot plus this replica's own lease can fit a request, the window is known to be
+exhausted and the request is refused here (:meth:`LeaseBook.decide` returns the refusal). Other
+replicas' spending only makes the real state tighter than the snapshot; only their refunds (token
+reconciliation) make it looser, and the next sync (one interval later) brings those in.
+
+Sync (driven by :class:`seawall.edges.quota.QuotaService`, one batched call per interval): for
+every scope active since the last one, :meth:`LeaseBook.plan` gives back what is held beyond the
+next intervals' demand, charges debts (a request that used more tokens than estimated; usage
+counted while the shared counters were unreachable), and asks for a top-up to ``LEAD_INTERVALS``
+times the smoothed demand per interval; :meth:`LeaseBook.applied` books the grant and the snapshot.
+
+Pure: the caller passes time (``now_s`` monotonic for buckets, ``wall_s`` for the UTC day) and
+the shared side's answers; cells are integers (requests, tokens).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from seawall.algorithms.gcra import gcra_take
+from seawall.algorithms.quota import DAY_S, Dimension, QuotaDecision, QuotaScope, decision_from
+
+__all__ = ["LEAD_INTERVALS", "Lease", "LeaseBook", "ScopeState", "SyncOp"]
+
+REQUESTS, TOKENS, DAY = 0, 1, 2
+_DIMS = (Dimension.REQUESTS, Dimension.TOKENS, Dimension.DAILY_TOKENS)
+LEAD_INTERVALS = 2.0  # a top-up covers this many intervals of the last demand
+DEMAND_DECAY = 0.5  # per interval: an idle scope's lease is given back within a few intervals
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeState:
+    """One scope as the shared side reports it after a call: TATs on the shared clock (``at_s``),
+    the UTC day and its tokens used, and the cells just granted (requests, tokens, tokens today)."""
+
+    requests_tat: float
+    tokens_tat: float
+    day: int
+    day_used: int
+    granted: tuple[int, int, int] = (0, 0, 0)
+
+
+@dataclass(slots=True)
+class Lease:
+    """This replica's share of one scope's shared counters, and the last snapshot of them."""
+
+    scope: QuotaScope
+    held: list[int] = field(default_factory=lambda: [0, 0, 0])  # charged already, unspent (< 0: a debt)
+    spent: list[int] = field(default_factory=lambda: [0, 0, 0])  # this interval's demand so far
+    demand: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # smoothed, per interval
+    tats: list[float | None] = field(default_factory=lambda: [None, None])  # snapshot, monotonic frame
+    day: int = -1  # UTC day of held[DAY] and day_used
+    day_used: int | None = None  # snapshot: tokens used today by every replica (leases included)
+    seen_at_s: float = -math.inf  # shared clock of the snapshot: a late reply never overwrites a newer one
+    active: bool = True
+
+    def roll(self, day: int) -> None:
+        """A new UTC day: yesterday's lease and debt are void, today's usage is unknown."""
+        self.day, self.day_used, self.held[DAY] = day, None, 0
+
+    def limit(self, dim: int) -> int | None:
+        lim = self.scope.limits
+        return lim.requests_per_min if dim == REQUESTS else lim.tokens_per_min if dim == TOKENS else lim.tokens_per_day
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOp:
+    """What one sync does to one scope: ``adjust`` cells added unconditionally (give-backs < 0,
+    debts > 0; day tokens count for UTC ``day`` only) and ``want`` cells asked for on top."""
+
+    scope: QuotaScope
+    adjust: tuple[int, int, int]
+    day: int
+    want: tuple[int, int, int]
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.adjust) and not any(self.want)
+
+
+class LeaseBook:
+    """Leases and snapshots per scope (by name), bounded to ``max_scopes`` (idle ones evicted)."""
+
+    __slots__ = ("_leases", "max_scopes")
+
+    def __init__(self, max_scopes: int = 100_000) -> None:
+        self.max_scopes = max_scopes
+        self._leases: dict[str, Lease] = {}
+
+    def __len__(self) -> int:
+        return len(self._leases)
+
+    def get(self, scope: QuotaScope) -> Lease | None:
+        return self._leases.get(scope.name)
+
+    def _lease(self, scope: QuotaScope) -> Lease:
+        lease = self._leases.get(scope.name)
+        if lease is None or (lease.scope.limits is not scope.limits and lease.scope.limits != scope.limits):
+            # New, or its limits changed (config reload, another tier): start over; cells held under
+            # the old limits stay charged on the shared side until they refill (the strict side).
+            if len(self._leases) >= self.max_scopes:
+                self._evict()
+            lease = self._leases[scope.name] = Lease(scope)
+        return lease
+
+    def _evict(self) -> None:
+        idle = [n for n, lease in self._leases.items() if not lease.active and not any(lease.held)]
+        for name in idle[: max(1, len(idle) // 2)] if idle else list(self._leases)[: len(self._leases) // 2]:
+            del self._leases[name]
+
+    # -- the hot path --------------------------------------------------------------------------
+    def decide(self, scopes: Sequence[QuotaScope], tokens: int, now_s: float, wall_s: float) -> QuotaDecision | None:
+        """Allowed from the leases (charged here), refused from the snapshots (a known exhausted
+        window), or ``None``: ask the shared counters. Scopes with a concurrency limit always ask."""
+        day = int(wall_s // DAY_S)
+        leases: list[Lease] = []
+        worst: tuple[float, Dimension, int] | None = None
+        ask = False
+        for i, scope in enumerate(scopes):
+            lim = scope.limits
+            if lim.concurrent_requests is not None:
+                return None
+            lease = self._lease(scope)
+            lease.active = True
+            leases.append(lease)
+            if lease.day != day:
+                lease.roll(day)
+            held = lease.held
+            for dim, limit in ((REQUESTS, lim.requests_per_min), (TOKENS, lim.tokens_per_min),
+                               (DAY, lim.tokens_per_day)):
+                if limit is None:
+                    continue
+                cost = 1 if dim == REQUESTS else tokens
+                if held[dim] >= cost:
+                    continue
+                wait = 0.0
+                if cost > limit:
+                    wait = math.inf
+                elif dim == DAY:
+                    if lease.day_used is not None and lease.day_used - held[DAY] + cost > limit:
+                        wait = (day + 1) * DAY_S - wall_s
+                else:
+                    tat = lease.tats[dim]
+                    if tat is not None:
+                        interval = 60.0 / limit
+                        wait = gcra_take(tat - held[dim] * interval, now_s, interval, limit, cost)[1]
+                if wait > 0.0:
+                    if worst is None or wait > worst[0]:
+                        worst = (wait, _DIMS[dim], i)
+                else:
+                    ask = True
+        if worst is not None:
+            return self._headers(scopes, leases, now_s, worst)
+        if ask:
+            return None
+        for lease in leases:
+            lim = lease.scope.limits
+            if lim.requests_per_min is not None:
+                lease.held[REQUESTS] -= 1
+                lease.spent[REQUESTS] += 1
+            if lim.tokens_per_min is not None:
+                lease.held[TOKENS] -= tokens
+                lease.spent[TOKENS] += tokens
+            if lim.tokens_per_day is not None:
+                lease.held[DAY] -= tokens
+                lease.spent[DAY] += tokens
+        return self._headers(scopes, leases, now_s, None)
+
+    @staticmethod
+    def _headers(scopes: Sequence[QuotaScope], leases: list[Lease], now_s: float,
+                 refused: tuple[float, Dimension, int] | None) -> QuotaDecision:
+        # What this replica may still spend: the snapshot's room plus its own unspent lease.
+        rpm: list[float | None] = []
+        tpm: list[float | None] = []
+        for lease in leases:
+            lim = lease.scope.limits
+            for out, dim, limit in ((rpm, REQUESTS, lim.requests_per_min), (tpm, TOKENS, lim.tokens_per_min)):
+                tat = lease.tats[dim]
+                out.append(None if limit is None else (now_s if tat is None else tat) - lease.held[dim] * 60.0 / limit)
+        if refused is None:
+            return decision_from(scopes, rpm, tpm, now_s)
+        return decision_from(scopes, rpm, tpm, now_s, refused[1], refused[2], refused[0])
+
+    # -- answers from the shared counters ------------------------------------------------------
+    def wants(self, scopes: Sequence[QuotaScope], tokens: int) -> list[tuple[int, int, int]]:
+        """Top-ups to ask for along with a request decided on the shared counters: enough for twice
+        this interval's demand so far (it grows with every such request: a burst gets its lease)."""
+        out = []
+        for scope in scopes:
+            lease = self._lease(scope)
+            want = [0, 0, 0]
+            for dim in (REQUESTS, TOKENS, DAY):
+                if lease.limit(dim) is not None:
+                    cost = 1 if dim == REQUESTS else tokens
+                    target = math.ceil(LEAD_INTERVALS * max(lease.demand[dim], lease.spent[dim] + cost))
+                    want[dim] = max(0, target - max(lease.held[dim], 0))
+            out.append((want[0], want[1], want[2]))
+        return out
+
+    def answered(self, scopes: Sequence[QuotaScope], states: Sequence[ScopeState], at_s: float, now_s: float,
+                 allowed: bool, tokens: int) -> None:
+        """A request was decided on the shared counters (``at_s`` their clock, ``now_s`` ours)."""
+        for scope, state in zip(scopes, states, strict=True):
+            lease = self._lease(scope)
+            lease.active = True
+            self._snapshot(lease, state, at_s, now_s)
+            if allowed:
+                lim = scope.limits
+                lease.spent[REQUESTS] += lim.requests_per_min is not None
+                if lim.tokens_per_min is not None:
+                    lease.spent[TOKENS] += tokens
+                if lim.tokens_per_day is not None:
+                    lease.spent[DAY] += tokens
+
+    def _snapshot(self, lease: Lease, state: ScopeState, at_s: float, now_s: float) -> None:
+        g = state.granted
+        lease.held[REQUESTS] += g[0]
+        lease.held[TOKENS] += g[1]
+        if state.day != lease.day:
+            lease.roll(state.day)
+        lease.held[DAY] += g[2]
+        if at_s >= lease.seen_at_s:
+            lease.seen_at_s = at_s
+            lease.tats[REQUESTS] = now_s + (state.requests_tat - at_s)
+            lease.tats[TOKENS] = now_s + (state.tokens_tat - at_s)
+            lease.day_used = state.day_used
+
+    def settle(self, scopes: Sequence[QuotaScope], tokens_delta: int, acquired_wall_s: float) -> None:
+        """Reconcile a request's token estimate (``actual - estimated``): a refund joins the lease
+        (spent here or given back at the next sync), a debt is charged at the next sync."""
+        if tokens_delta == 0:
+            return
+        day = int(acquired_wall_s // DAY_S)
+        for scope in scopes:
+            lim = scope.limits
+            if lim.tokens_per_min is None and lim.tokens_per_day is None:
+                continue
+            lease = self._lease(scope)
+            lease.active = True
+            if lim.tokens_per_min is not None:
+                lease.held[TOKENS] -= tokens_delta
+            if lim.tokens_per_day is not None:
+                if lease.day < day:
+                    lease.roll(day)
+                if lease.day == day:
+                    lease.held[DAY] -= tokens_delta
+
+    # -- sync ----------------------------------------------------------------------------------
+    def plan(self, wall_s: float, *, lease: bool = True) -> list[SyncOp]:
+        """One sync's work for every scope active since the last one, or holding cells or debts.
+        Give-backs and debts leave the lease at once (so they are neither spent nor sent twice).
+        ``lease=False``: hold nothing (give everything back, ask for nothing; shutting down, or
+        leases turned off), still charging debts and giving back refunds."""
+        day = int(wall_s // DAY_S)
+        ops = []
+        for entry in self._leases.values():
+            if not entry.active and not any(entry.held) and not any(entry.demand):
+                continue
+            entry.active = False
+            if entry.day != day:
+                entry.roll(day)
+            adjust, want = [0, 0, 0], [0, 0, 0]
+            for dim in (REQUESTS, TOKENS, DAY):
+                if entry.limit(dim) is None:
+                    continue
+                demand = max(float(entry.spent[dim]), entry.demand[dim] * DEMAND_DECAY)
+                entry.demand[dim] = demand if demand >= 0.5 else 0.0
+                entry.spent[dim] = 0
+                target = math.ceil(LEAD_INTERVALS * entry.demand[dim]) if lease else 0
+                held = entry.held[dim]
+                if held < 0 or held > 2 * target:  # a debt, or idle cells: settle up to the target
+                    adjust[dim] = -(held - min(max(held, 0), target))
+                    entry.held[dim] = held + adjust[dim]
+                want[dim] = max(0, target - entry.held[dim])
+            op = SyncOp(entry.scope, (adjust[0], adjust[1], adjust[2]), day, (want[0], want[1], want[2]))
+            if not op.empty:
+                ops.append(op)
+        return ops
+
+    def applied(self, op: SyncOp, state: ScopeState, at_s: float, now_s: float) -> None:
+        lease = self._leases.get(op.scope.name)
+        if lease is not None and lease.scope.limits == op.scope.limits:
+            self._snapshot(lease, state, at_s, now_s)
+
+    def failed(self, op: SyncOp) -> None:
+        """The sync may or may not have happened: keep the debts (charged twice at worst), forget
+        the give-backs and grants (they stay charged at worst): the strict side either way."""
+        lease = self._leases.get(op.scope.name)
+        if lease is None:
+            return
+        lease.active = True
+        for dim in (REQUESTS, TOKENS, DAY):
+            if op.adjust[dim] > 0 and (dim != DAY or lease.day == op.day):
+                lease.held[dim] -= op.adjust[dim]
+
+    # -- while the shared counters are unreachable ---------------------------------------------
+    def drop_leases(self) -> None:
+        """Unspent cells are not spent during an outage (they stay charged: the strict side);
+        debts are kept and charged when the shared counters are back."""
+        for lease in self._leases.values():
+            lease.held = [min(h, 0) for h in lease.held]
+
+    def charge_day(self, scopes: Sequence[QuotaScope], tokens_delta: int, acquired_wall_s: float,
+                   wall_s: float) -> None:
+        """Tokens spent today while deciding without the shared counters: a debt for when they
+        return, so an outage does not hand out a day's budget twice."""
+        day = int(acquired_wall_s // DAY_S)
+        if tokens_delta == 0 or day != int(wall_s // DAY_S):
+            return
+        for scope in scopes:
+            if scope.limits.tokens_per_day is not None:
+                lease = self._lease(scope)
+                if lease.day != day:
+                    lease.roll(day)
+                lease.held[DAY] -= tokens_delta
+                lease.active = True
+
+    def seed(self, scope: QuotaScope, replicas: int, now_s: float, wall_s: float
+             ) -> tuple[float | None, float | None, int, int | None]:
+        """Where the fail-static counters (at 1/N of each limit) start for ``scope``: this replica's
+        share of the last snapshot. A bucket's TAT is kept as is (the same seconds ahead of now mean
+        the same fraction used at 1/N of the rate), tokens used today are divided by N (rounded up),
+        plus this replica's own day debts. ``None``: never seen."""
+        lease = self._leases.get(scope.name)
+        day = int(wall_s // DAY_S)
+        if lease is None:
+            return None, None, day, None
+        used = None
+        if lease.day == day and lease.day_used is not None:
+            used = math.ceil(lease.day_used / max(1, replicas)) + max(0, -lease.held[DAY])
+        return lease.tats[REQUESTS], lease.tats[TOKENS], day, used
+
