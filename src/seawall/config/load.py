@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +71,22 @@ def validation_problems(exc: ValidationError, skip: frozenset[str] = frozenset()
     return problems
 
 
-def parse_config(data: Any) -> Config:
+def parse_config(data: Any, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate ``data``; ``*_env`` settings are read from ``environ`` (default: the process's)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(["(top level): expected a mapping"])
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"environ": os.environ if environ is None else environ})
     except ValidationError as exc:
         raise ConfigError(validation_problems(exc)) from None
 
 
-def load_config(path: str | os.PathLike[str] | None) -> Config:
+def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Config:
     """Load ``path``; ``None`` gives the embedded default (simulated upstream, demo tenants)."""
     if path is None:
-        return parse_config(DEFAULT_CONFIG)
+        return parse_config(DEFAULT_CONFIG, environ)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -95,4 +97,4 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"{path}: not valid YAML{where}"]) from None
-    return parse_config(data)
+    return parse_config(data, environ)

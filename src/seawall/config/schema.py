@@ -7,10 +7,12 @@ the hot path uses msgspec (see docs/decisions.md).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from seawall.core.types import Criticality
 
@@ -120,6 +122,9 @@ class ServerSettings(_Strict):
     lanes: list[Lane] = Field(default_factory=list)
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class StoreSettings(_Strict):
     sqlite_path: str = "./.seawall/seawall.db"
     refresh_interval_s: float = Field(1.0, gt=0, le=60, description="key snapshot refresh period")
@@ -130,9 +135,13 @@ class StoreSettings(_Strict):
     # Beyond one machine (see docs/decisions.md "Many replicas"): Redis for shared quota counters,
     # PostgreSQL for keys and the ledger. The top-level ``redis_url``/``database_url`` say the same.
     redis_url: str | None = Field(None, description="redis://host:port/db; shared quota counters")
+    redis_url_env: str | None = Field(None, pattern=_ENV_NAME, description="environment variable holding redis_url"
+                                      " (a password stays out of the file)")
     redis_prefix: str = Field("seawall", pattern=r"^[A-Za-z0-9_:\-.]{1,64}$",
                               description="prefix of every Redis key (one per gateway fleet)")
     database_url: str | None = Field(None, description="postgresql://...; keys and the usage ledger")
+    database_url_env: str | None = Field(None, pattern=_ENV_NAME, description="environment variable holding"
+                                         " database_url (a password stays out of the file)")
     database_schema: str = Field("seawall", pattern=r"^[a-z_][a-z0-9_]{0,47}$")
     database_timeout_s: float = Field(2.0, gt=0, le=60, description="per database call (not on the hot path)")
 
@@ -145,6 +154,35 @@ class StoreSettings(_Strict):
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         return _check_database_url(value)
+
+
+def _shared_url(problems: list[str], environ: Mapping[str, str], name: str, check: Any, top: str | None,
+                in_store: str | None, top_env: str | None, store_env: str | None) -> str | None:
+    """The URL of one shared store from ``name``, ``store.name``, ``name_env`` or ``store.name_env``
+    (set one; the two literal ones may repeat each other). Problems are appended with their path;
+    a value read from the environment is never echoed (it may hold a password)."""
+    if top and in_store and top != in_store:
+        problems.append(f"{name}: differs from store.{name} (set one)")
+    literal = top or in_store
+    envs = [(path, var) for path, var in ((f"{name}_env", top_env), (f"store.{name}_env", store_env)) if var]
+    if not envs:
+        return literal
+    path, var = envs[0]
+    if literal:
+        problems.append(f"{path}: set, and {name if top else f'store.{name}'} too (set one)")
+        return literal
+    if len(envs) == 2 and top_env != store_env:
+        problems.append(f"{name}_env: differs from store.{name}_env (set one)")
+    value = environ.get(var, "")
+    if not value:
+        problems.append(f"{path}: environment variable {var} is unset or empty")
+        return None
+    try:
+        check(value)
+    except ValueError as exc:
+        problems.append(f"{path}: environment variable {var}: {exc}")
+        return None
+    return value
 
 
 def _check_redis_url(value: str | None) -> str | None:
@@ -284,7 +322,9 @@ class Config(_Strict):
     models: list[Model] = Field(min_length=1)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     redis_url: str | None = Field(None, description="same as store.redis_url")
+    redis_url_env: str | None = Field(None, pattern=_ENV_NAME, description="same as store.redis_url_env")
     database_url: str | None = Field(None, description="same as store.database_url")
+    database_url_env: str | None = Field(None, pattern=_ENV_NAME, description="same as store.database_url_env")
     replicas: int | None = Field(None, ge=1, le=10_000, description="gateway replicas sharing the quotas; "
                                  "each falls back to 1/N of them without Redis (default: from heartbeats)")
 
@@ -298,13 +338,21 @@ class Config(_Strict):
     def _database_url(cls, value: str | None) -> str | None:
         return _check_database_url(value)
 
+    _resolved_redis_url: str | None = PrivateAttr(None)
+    _resolved_database_url: str | None = PrivateAttr(None)
+
     @model_validator(mode="after")
-    def _shared_store_refs(self) -> Config:
-        problems = []
-        if self.redis_url and self.store.redis_url and self.redis_url != self.store.redis_url:
-            problems.append("redis_url: differs from store.redis_url (set one)")
-        if self.database_url and self.store.database_url and self.database_url != self.store.database_url:
-            problems.append("database_url: differs from store.database_url (set one)")
+    def _shared_store_refs(self, info: ValidationInfo) -> Config:
+        """One URL per shared store, written in the file or read from the environment variable the
+        file names (``environ`` in the validation context, else the process environment)."""
+        environ: Mapping[str, str] = (info.context or {}).get("environ", os.environ)
+        problems: list[str] = []
+        self._resolved_redis_url = _shared_url(
+            problems, environ, "redis_url", _check_redis_url, self.redis_url, self.store.redis_url,
+            self.redis_url_env, self.store.redis_url_env)
+        self._resolved_database_url = _shared_url(
+            problems, environ, "database_url", _check_database_url, self.database_url, self.store.database_url,
+            self.database_url_env, self.store.database_url_env)
         tier_names = {t.name for t in self.tiers}
         problems += [f"quotas.tiers.{name}: unknown tier" for name in self.quotas.tiers if name not in tier_names]
         if problems:
@@ -313,11 +361,11 @@ class Config(_Strict):
 
     @property
     def shared_redis_url(self) -> str | None:
-        return self.redis_url or self.store.redis_url
+        return self._resolved_redis_url
 
     @property
     def shared_database_url(self) -> str | None:
-        return self.database_url or self.store.database_url
+        return self._resolved_database_url
 
     @model_validator(mode="after")
     def _cross_refs(self) -> Config:

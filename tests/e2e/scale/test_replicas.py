@@ -7,6 +7,7 @@ replica within 2 s, one ledger."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,9 +39,12 @@ PROCESSES = 3  # replica a, and replica b's two workers
 @pytest.fixture(scope="module")
 def fleet(scale_tmp: Path, upstream: Proc, redis_url: str, database_url: str, run_id: str
           ) -> Iterator[tuple[Path, list[Proc]]]:
+    # The URLs come from environment variables the config names (as a password would), read by every
+    # gateway process and every CLI call below.
+    os.environ.update({"SEAWALL_FLEET_REDIS_URL": redis_url, "SEAWALL_FLEET_DATABASE_URL": database_url})
     config = gateway_config(
-        scale_tmp, upstream.url, redis_url=redis_url, redis_prefix=f"{run_id}:fleet", database_url=database_url,
-        schema=f"{run_id}_fleet",
+        scale_tmp, upstream.url, redis_prefix=f"{run_id}:fleet", schema=f"{run_id}_fleet",
+        redis_url_env="SEAWALL_FLEET_REDIS_URL", store={"database_url_env": "SEAWALL_FLEET_DATABASE_URL"},
         # A loose Redis timeout: this module measures the shared quota, not the fallback (a starved CI
         # machine must not push decisions to local counters; test_faults.py covers those).
         quotas={"tenants": {"rpm-t": {"key": {"requests_per_min": RPM}},
@@ -51,6 +55,8 @@ def fleet(scale_tmp: Path, upstream: Proc, redis_url: str, database_url: str, ru
     yield path, replicas
     for proc in replicas:
         proc.stop()
+    for name in ("SEAWALL_FLEET_REDIS_URL", "SEAWALL_FLEET_DATABASE_URL"):
+        os.environ.pop(name, None)
 
 
 def _paths(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
