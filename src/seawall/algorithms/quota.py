@@ -202,13 +202,14 @@ class LocalQuota:
     """In-process counters for every scope; bounded to ``max_scopes`` buckets (least recently used
     evicted, which can only make the limiter more lenient, never wrongly strict)."""
 
-    __slots__ = ("_days", "_inflight", "_tats", "max_scopes")
+    __slots__ = ("_blocks", "_days", "_inflight", "_tats", "max_scopes")
 
     def __init__(self, max_scopes: int = 100_000) -> None:
         self.max_scopes = max_scopes
         self._tats: OrderedDict[str, float] = OrderedDict()  # "r:<scope>" / "t:<scope>" -> TAT
-        self._inflight: dict[str, int] = {}
+        self._inflight: dict[str, int] = {}  # requests in flight, blocks of slots included
         self._days: dict[str, tuple[int, int]] = {}  # scope -> (UTC day number, tokens used)
+        self._blocks: dict[tuple[str, str], int] = {}  # (scope, owner) -> concurrency slots held
 
     def inflight(self, scope: QuotaScope) -> int:
         return self._inflight.get(scope.name, 0)
@@ -322,6 +323,32 @@ class LocalQuota:
             if out[2]:
                 self._days[name] = (day, used + out[2])
         return out[0], out[1], out[2]
+
+    def hold(self, scope: QuotaScope, owner: str, slots: int, floor: int, replicas: int, grow_only: bool = False
+             ) -> int:
+        """Resize ``owner``'s block of concurrency slots (a lease on the in-flight count) to
+        ``slots``: shrinking at once (unless ``grow_only``), growing by at most :func:`lease_cells` of
+        the free slots, but never below ``floor`` (slots in use are counted even over the limit).
+        Returns the block's size."""
+        limit = scope.limits.concurrent_requests
+        if limit is None or slots < 0:
+            return -1
+        name = scope.name
+        have = self._blocks.get((name, owner), 0)
+        new = slots
+        if slots > have or grow_only:
+            free = limit - self._inflight.get(name, 0)
+            new = max(have + lease_cells(free, slots - have, replicas), min(floor, slots), have if grow_only else 0)
+        total = self._inflight.get(name, 0) + new - have
+        if total > 0:
+            self._inflight[name] = total
+        else:
+            self._inflight.pop(name, None)
+        if new > 0:
+            self._blocks[(name, owner)] = new
+        else:
+            self._blocks.pop((name, owner), None)
+        return new
 
     def peek(self, scope: QuotaScope, now_s: float, wall_s: float) -> tuple[float, float, int, int]:
         """The scope's state as a replica caches it: requests and tokens TATs (``now_s`` when full or

@@ -12,6 +12,13 @@ one at a time (the atomic script), exactly as without leases. Everything admitte
 charged in advance, so leases never let the replicas together admit more than the shared counters
 hold; what they cost is cells held but not yet spent, given back at the next sync.
 
+Concurrency is a level, not a rate: its lease is a *block* of slots counted as in flight on the
+shared side (sized from this interval's peak in use, refreshed by every sync, expiring by itself
+if this replica dies), used here as requests start and end. Near the limit (fewer free slots than
+``2N``) no block grows, a request beyond the block takes a slot of its own on the shared side, and a
+slot of the block freed by a request's end goes back at once (:meth:`LeaseBook.release`), so a
+client at its limit is never refused because of its own previous request.
+
 Every answer from the shared side carries its state (TATs, tokens used today): a *snapshot*. When
 not even the snapshot plus this replica's own lease can fit a request, the window is known to be
 exhausted and the request is refused here (:meth:`LeaseBook.decide` returns the refusal). Other
@@ -41,20 +48,23 @@ __all__ = ["LEAD_INTERVALS", "Lease", "LeaseBook", "ScopeState", "SyncOp"]
 
 REQUESTS, TOKENS, DAY = 0, 1, 2
 _DIMS = (Dimension.REQUESTS, Dimension.TOKENS, Dimension.DAILY_TOKENS)
-LEAD_INTERVALS = 2.0  # a top-up covers this many intervals of the last demand
+LEAD_INTERVALS = 4.0  # a top-up covers this many intervals of the last demand
 DEMAND_DECAY = 0.5  # per interval: an idle scope's lease is given back within a few intervals
 
 
 @dataclass(frozen=True, slots=True)
 class ScopeState:
     """One scope as the shared side reports it after a call: TATs on the shared clock (``at_s``),
-    the UTC day and its tokens used, and the cells just granted (requests, tokens, tokens today)."""
+    the UTC day and its tokens used, the cells just granted (requests, tokens, tokens today), this
+    replica's block of concurrency slots (-1: not asked about) and the requests in flight."""
 
     requests_tat: float
     tokens_tat: float
     day: int
     day_used: int
     granted: tuple[int, int, int] = (0, 0, 0)
+    slots: int = -1
+    in_flight: int = 0
 
 
 @dataclass(slots=True)
@@ -70,6 +80,16 @@ class Lease:
     day_used: int | None = None  # snapshot: tokens used today by every replica (leases included)
     seen_at_s: float = -math.inf  # shared clock of the snapshot: a late reply never overwrites a newer one
     active: bool = True
+    # Concurrency: a block of slots counted as in flight on the shared side, used here.
+    slots: int = 0  # the block's size as the shared side last reported it
+    slots_at_s: float = -math.inf
+    busy: int = 0  # slots of the block in use
+    own: int = 0  # requests in flight from here holding a slot of their own (asked about one by one)
+    peak: int = 0  # most in flight from here at once this interval (the block's demand)
+    slot_demand: float = 0.0
+    shrinking: int | None = None  # a sync in flight shrinks the block to this: use no more meanwhile
+    syncing: bool = False  # a sync resizing the block is in flight
+    tight: bool = False  # too few free slots for any block to grow: releases go back at once
 
     def roll(self, day: int) -> None:
         """A new UTC day: yesterday's lease and debt are void, today's usage is unknown."""
@@ -83,16 +103,20 @@ class Lease:
 @dataclass(frozen=True, slots=True)
 class SyncOp:
     """What one sync does to one scope: ``adjust`` cells added unconditionally (give-backs < 0,
-    debts > 0; day tokens count for UTC ``day`` only) and ``want`` cells asked for on top."""
+    debts > 0; day tokens count for UTC ``day`` only), ``want`` cells asked for on top, and this
+    replica's block of concurrency slots resized to ``slots`` (-1: left alone; kept for another
+    ``BLOCK_TTL_S``), never below the ``floor`` in use."""
 
     scope: QuotaScope
     adjust: tuple[int, int, int]
     day: int
     want: tuple[int, int, int]
+    slots: int = -1
+    floor: int = 0
 
     @property
     def empty(self) -> bool:
-        return not any(self.adjust) and not any(self.want)
+        return not any(self.adjust) and not any(self.want) and self.slots < 0
 
 
 class LeaseBook:
@@ -128,20 +152,23 @@ class LeaseBook:
     # -- the hot path --------------------------------------------------------------------------
     def decide(self, scopes: Sequence[QuotaScope], tokens: int, now_s: float, wall_s: float) -> QuotaDecision | None:
         """Allowed from the leases (charged here), refused from the snapshots (a known exhausted
-        window), or ``None``: ask the shared counters. Scopes with a concurrency limit always ask."""
+        window), or ``None``: ask the shared counters."""
         day = int(wall_s // DAY_S)
         leases: list[Lease] = []
         worst: tuple[float, Dimension, int] | None = None
         ask = False
         for i, scope in enumerate(scopes):
             lim = scope.limits
-            if lim.concurrent_requests is not None:
-                return None
             lease = self._lease(scope)
             lease.active = True
             leases.append(lease)
             if lease.day != day:
                 lease.roll(day)
+            if lim.concurrent_requests is not None:
+                # Nothing says when another replica's requests end: a full count is asked about, not
+                # refused here.
+                usable = lease.slots if lease.shrinking is None else min(lease.slots, lease.shrinking)
+                ask = ask or lease.busy >= usable
             held = lease.held
             for dim, limit in ((REQUESTS, lim.requests_per_min), (TOKENS, lim.tokens_per_min),
                                (DAY, lim.tokens_per_day)):
@@ -181,7 +208,36 @@ class LeaseBook:
             if lim.tokens_per_day is not None:
                 lease.held[DAY] -= tokens
                 lease.spent[DAY] += tokens
+            if lim.concurrent_requests is not None:
+                lease.busy += 1
+                lease.peak = max(lease.peak, lease.busy + lease.own)
         return self._headers(scopes, leases, now_s, None)
+
+    def release(self, scopes: Sequence[QuotaScope], own: bool = False) -> list[QuotaScope]:
+        """A request ended: a slot of the block is free again here (``own``: the request held a slot of
+        its own on the shared side, released there). Returns the scopes near their concurrency limit
+        whose block should shrink now (:meth:`shrink`), so that the caller's next request, through
+        any replica, finds the slot free."""
+        tight = []
+        for scope in scopes:
+            if scope.limits.concurrent_requests is not None:
+                lease = self._lease(scope)
+                if own:
+                    lease.own = max(0, lease.own - 1)
+                    continue
+                lease.busy = max(0, lease.busy - 1)
+                if lease.tight and not lease.syncing and lease.slots > lease.busy:
+                    tight.append(scope)
+        return tight
+
+    def shrink(self, scopes: Sequence[QuotaScope], wall_s: float) -> list[SyncOp]:
+        """Blocks of slots cut down to what is in use."""
+        ops = []
+        for scope in scopes:
+            lease = self._lease(scope)
+            lease.shrinking, lease.syncing = lease.busy, True
+            ops.append(SyncOp(scope, (0, 0, 0), int(wall_s // DAY_S), (0, 0, 0), lease.busy, lease.busy))
+        return ops
 
     @staticmethod
     def _headers(scopes: Sequence[QuotaScope], leases: list[Lease], now_s: float,
@@ -199,9 +255,10 @@ class LeaseBook:
         return decision_from(scopes, rpm, tpm, now_s, refused[1], refused[2], refused[0])
 
     # -- answers from the shared counters ------------------------------------------------------
-    def wants(self, scopes: Sequence[QuotaScope], tokens: int) -> list[tuple[int, int, int]]:
+    def wants(self, scopes: Sequence[QuotaScope], tokens: int) -> list[tuple[int, int, int, int, int]]:
         """Top-ups to ask for along with a request decided on the shared counters: enough for twice
-        this interval's demand so far (it grows with every such request: a burst gets its lease)."""
+        this interval's demand so far (it grows with every such request: a burst gets its lease),
+        and a bigger block of concurrency slots (size, slots in use; -1: none) unless near the limit."""
         out = []
         for scope in scopes:
             lease = self._lease(scope)
@@ -211,25 +268,37 @@ class LeaseBook:
                     cost = 1 if dim == REQUESTS else tokens
                     target = math.ceil(LEAD_INTERVALS * max(lease.demand[dim], lease.spent[dim] + cost))
                     want[dim] = max(0, target - max(lease.held[dim], 0))
-            out.append((want[0], want[1], want[2]))
+            slots = -1
+            if scope.limits.concurrent_requests is not None and not lease.tight:
+                target = math.ceil(LEAD_INTERVALS * max(lease.slot_demand, lease.peak + 1))
+                slots = target if target > lease.slots else -1
+            out.append((want[0], want[1], want[2], slots, lease.busy))
         return out
 
     def answered(self, scopes: Sequence[QuotaScope], states: Sequence[ScopeState], at_s: float, now_s: float,
-                 allowed: bool, tokens: int) -> None:
+                 allowed: bool, tokens: int, replicas: int = 1) -> None:
         """A request was decided on the shared counters (``at_s`` their clock, ``now_s`` ours)."""
         for scope, state in zip(scopes, states, strict=True):
             lease = self._lease(scope)
             lease.active = True
-            self._snapshot(lease, state, at_s, now_s)
+            self._snapshot(lease, state, at_s, now_s, replicas)
             if allowed:
                 lim = scope.limits
+                if lim.concurrent_requests is not None:
+                    lease.own += 1
+                    lease.peak = max(lease.peak, lease.busy + lease.own)
                 lease.spent[REQUESTS] += lim.requests_per_min is not None
                 if lim.tokens_per_min is not None:
                     lease.spent[TOKENS] += tokens
                 if lim.tokens_per_day is not None:
                     lease.spent[DAY] += tokens
 
-    def _snapshot(self, lease: Lease, state: ScopeState, at_s: float, now_s: float) -> None:
+    def _snapshot(self, lease: Lease, state: ScopeState, at_s: float, now_s: float, replicas: int) -> None:
+        conc = lease.scope.limits.concurrent_requests
+        if conc is not None:
+            if state.slots >= 0 and at_s >= lease.slots_at_s:
+                lease.slots, lease.slots_at_s = state.slots, at_s
+            lease.tight = conc - state.in_flight < 2 * max(1, replicas)  # no block can grow (lease_cells)
         g = state.granted
         lease.held[REQUESTS] += g[0]
         lease.held[TOKENS] += g[1]
@@ -271,7 +340,8 @@ class LeaseBook:
         day = int(wall_s // DAY_S)
         ops = []
         for entry in self._leases.values():
-            if not entry.active and not any(entry.held) and not any(entry.demand):
+            if (not entry.active and not any(entry.held) and not any(entry.demand) and not entry.slots
+                    and not entry.busy):
                 continue
             entry.active = False
             if entry.day != day:
@@ -289,15 +359,31 @@ class LeaseBook:
                     adjust[dim] = -(held - min(max(held, 0), target))
                     entry.held[dim] = held + adjust[dim]
                 want[dim] = max(0, target - entry.held[dim])
-            op = SyncOp(entry.scope, (adjust[0], adjust[1], adjust[2]), day, (want[0], want[1], want[2]))
+            slots = -1
+            if entry.scope.limits.concurrent_requests is not None and not entry.syncing:
+                peak, entry.peak = max(entry.peak, entry.busy + entry.own), entry.busy + entry.own
+                demand = max(float(peak), entry.slot_demand * DEMAND_DECAY)
+                entry.slot_demand = demand if demand >= 0.5 else 0.0
+                target = entry.busy
+                if lease and not entry.tight:
+                    target = max(target, math.ceil(LEAD_INTERVALS * entry.slot_demand))
+                if target != entry.slots or entry.slots > 0:  # resized, or kept alive
+                    slots = target
+                    if target < entry.slots:
+                        entry.shrinking = target
+            op = SyncOp(entry.scope, (adjust[0], adjust[1], adjust[2]), day, (want[0], want[1], want[2]), slots,
+                        entry.busy)
             if not op.empty:
+                entry.syncing = slots >= 0
                 ops.append(op)
         return ops
 
-    def applied(self, op: SyncOp, state: ScopeState, at_s: float, now_s: float) -> None:
+    def applied(self, op: SyncOp, state: ScopeState, at_s: float, now_s: float, replicas: int = 1) -> None:
         lease = self._leases.get(op.scope.name)
         if lease is not None and lease.scope.limits == op.scope.limits:
-            self._snapshot(lease, state, at_s, now_s)
+            if op.slots >= 0:
+                lease.shrinking, lease.syncing = None, False
+            self._snapshot(lease, state, at_s, now_s, replicas)
 
     def failed(self, op: SyncOp) -> None:
         """The sync may or may not have happened: keep the debts (charged twice at worst), forget
@@ -306,6 +392,9 @@ class LeaseBook:
         if lease is None:
             return
         lease.active = True
+        if op.slots >= 0:  # a block may have shrunk, not grown
+            lease.slots = min(lease.slots, op.slots)
+            lease.shrinking, lease.syncing = None, False
         for dim in (REQUESTS, TOKENS, DAY):
             if op.adjust[dim] > 0 and (dim != DAY or lease.day == op.day):
                 lease.held[dim] -= op.adjust[dim]
@@ -316,6 +405,7 @@ class LeaseBook:
         debts are kept and charged when the shared counters are back."""
         for lease in self._leases.values():
             lease.held = [min(h, 0) for h in lease.held]
+            lease.slots, lease.shrinking = 0, None  # the block expires on the shared side by itself
 
     def charge_day(self, scopes: Sequence[QuotaScope], tokens_delta: int, acquired_wall_s: float,
                    wall_s: float) -> None:

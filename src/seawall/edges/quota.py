@@ -7,10 +7,10 @@ the request decided on Redis, atomically (one Lua call), and that call also tops
 ``sync_interval_s`` (default 25 ms) one background call per tenant, all in one write, gives back
 idle cells, charges debts and token reconciliations, tops leases up to twice the last interval's
 demand and refreshes the snapshots. Redis hands out at most 1/(2N) of what is left, so near a limit
-leases vanish and every request is checked on Redis, exactly as if there were no leases; scopes
-with a concurrency limit are always decided on Redis (a lease is held per request and released
-inline, before the response completes: a client at its concurrency limit must not be refused by
-its own previous request).
+leases vanish and every request is checked on Redis, exactly as if there were no leases. A
+concurrency limit is leased as a block of slots; near it, a request beyond the block holds a slot of
+its own on Redis, and a slot is given back inline, before the response completes, whether its own or
+the block's (a client at its concurrency limit must not be refused by its own previous request).
 
 Fail static. Every Redis call has a tight timeout (``timeout_s``, default 50 ms) and goes through a
 circuit breaker (:class:`seawall.algorithms.breaker.CircuitBreaker`). When Redis is slow,
@@ -155,11 +155,11 @@ class QuotaService:
             return None
         concurrency = any(s.limits.concurrent_requests is not None for s in scopes)
         lease_id = f"{self.replica_id}-{next(self._lease_seq):x}" if concurrency else ""
-        wants = self.book.wants(scopes, tokens) if self.leases and not concurrency else None
+        wants = self.book.wants(scopes, tokens) if self.leases else None
         try:
             async with asyncio.timeout(self.timeout_s):
                 took = await self.redis.take(scopes, tokens, lease_id, min(lease_ttl_s, 3600.0) + LEASE_MARGIN_S,
-                                             replicas=self.divisor(), wants=wants)
+                                             replicas=self.divisor(), wants=wants, owner=self.replica_id)
         except asyncio.CancelledError:
             self.breaker.on_result(self.clock.now(), permit, Outcome.CANCELLED)
             raise
@@ -171,7 +171,8 @@ class QuotaService:
         self._succeeded(permit)
         self.counts["remote_decisions"] += 1
         assert took.decision is not None
-        self.book.answered(scopes, took.states, took.at_s, self.clock.now(), took.decision.allowed, tokens)
+        self.book.answered(scopes, took.states, took.at_s, self.clock.now(), took.decision.allowed, tokens,
+                           self.divisor())
         return QuotaTicket(took.decision, scopes, tokens, took.at_s, lease_id or None, Decided.REDIS)
 
     def _fallback(self, scopes: Sequence[QuotaScope], tokens: int) -> QuotaTicket:
@@ -213,27 +214,37 @@ class QuotaService:
         if ticket.decision.allowed:
             delta = 0 if actual_tokens is None else actual_tokens - ticket.tokens
             if ticket.lease_id is not None:
+                self.book.release(ticket.scopes, own=True)
                 await self._settle_remote(tuple(ticket.scopes), delta, ticket.lease_id, ticket.acquired_s)
             else:
-                self._settle_here(ticket, delta)
+                tight = self._settle_here(ticket, delta)
+                if tight:
+                    await self._shrink(tight)
 
     def settle_later(self, ticket: QuotaTicket, actual_tokens: int | None) -> None:
         """Settle without waiting (error and cancellation paths)."""
         if ticket.decision.allowed:
             delta = 0 if actual_tokens is None else actual_tokens - ticket.tokens
             if ticket.lease_id is not None:
+                self.book.release(ticket.scopes, own=True)
                 self._spawn(self._settle_remote(tuple(ticket.scopes), delta, ticket.lease_id, ticket.acquired_s))
             else:
-                self._settle_here(ticket, delta)
+                tight = self._settle_here(ticket, delta)
+                if tight:
+                    self._spawn(self._shrink(tight))
 
-    def _settle_here(self, ticket: QuotaTicket, delta: int) -> None:
+    def _settle_here(self, ticket: QuotaTicket, delta: int) -> list[QuotaScope]:
+        """Settle in-process; returns the scopes whose block of slots must shrink now."""
         if ticket.local_scopes is not None:
             wall = self.clock.wall()
             self.local.settle(ticket.local_scopes, delta, self.clock.now(), wall, ticket.acquired_s)
             if self.redis is not None:
                 self.book.charge_day(ticket.scopes, delta, ticket.acquired_s, wall)
-        elif self.redis is not None:
-            self.book.settle(ticket.scopes, delta, ticket.acquired_s)  # sent with the next sync
+            return []
+        if self.redis is None:
+            return []
+        self.book.settle(ticket.scopes, delta, ticket.acquired_s)  # sent with the next sync
+        return self.book.release(ticket.scopes) if ticket.decided is Decided.LEASE else []
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -270,6 +281,18 @@ class QuotaService:
         ops = self.book.plan(self.clock.wall(), lease=self.leases and not final)
         if not ops:
             return False
+        ok = await self._send_ops(ops)
+        self.counts["syncs" if ok else "sync_failures"] += 1
+        return ok
+
+    async def _shrink(self, scopes: list[QuotaScope]) -> None:
+        """Near a concurrency limit: the slot a request freed goes back to Redis before its response
+        completes (one call, as a request holding a slot of its own releases it)."""
+        if self.redis is not None and self.last_error is None:
+            await self._send_ops(self.book.shrink(scopes, self.clock.wall()))
+
+    async def _send_ops(self, ops: list[SyncOp]) -> bool:
+        assert self.redis is not None
         permit = self.breaker.allow(self.clock.now())
         if permit is None:
             for op in ops:
@@ -279,29 +302,26 @@ class QuotaService:
         for op in ops:
             by_tenant.setdefault(op.scope.tenant, []).append(op)
         batches = list(by_tenant.values())
+        n = self.divisor()
         try:
             async with asyncio.timeout(self.timeout_s):
-                replies = await self.redis.sync(batches, self.divisor())
+                replies = await self.redis.sync(batches, n, self.replica_id)
         except asyncio.CancelledError:
-            self._sync_failed(ops)
+            for op in ops:
+                self.book.failed(op)
             self.breaker.on_result(self.clock.now(), permit, Outcome.CANCELLED)
             raise
         except Exception as exc:
-            self._sync_failed(ops)
+            for op in ops:
+                self.book.failed(op)
             self._failed(permit, exc)
             return False
         self._succeeded(permit)
         now = self.clock.now()
         for batch, took in zip(batches, replies, strict=True):
             for op, state in zip(batch, took.states, strict=True):
-                self.book.applied(op, state, took.at_s, now)
-        self.counts["syncs"] += 1
+                self.book.applied(op, state, took.at_s, now, n)
         return True
-
-    def _sync_failed(self, ops: list[SyncOp]) -> None:
-        for op in ops:
-            self.book.failed(op)
-        self.counts["sync_failures"] += 1
 
     def _succeeded(self, permit: Permit) -> None:
         self.breaker.on_result(self.clock.now(), permit, Outcome.SUCCESS)

@@ -66,45 +66,82 @@ async def _walk(store: RedisQuotaStore, sc: tuple[QuotaScope, ...], rng: random.
 
 
 async def test_leases_adjustments_and_state_match_the_reference(redis_url, redis_prefix):
-    """Requests with top-ups, and syncs with give-backs, debts and top-ups, in a random walk: Redis
-    grants, charges and reports exactly what LocalQuota.grant/adjust/peek do."""
-    store = RedisQuotaStore(redis_url, prefix=redis_prefix)
+    """Requests with top-ups and blocks of slots, releases, and syncs with give-backs, debts, top-ups
+    and resized blocks, by two owners, in a random walk: Redis grants, charges, holds and reports
+    exactly what LocalQuota.acquire/settle/grant/adjust/hold/peek do."""
+    store = RedisQuotaStore(redis_url, prefix=redis_prefix, block_ttl_s=1e7)  # blocks expire: another test
     rng = random.Random(11)
     sc = (QuotaScope("key", "lk", "lease-t", QuotaLimits(requests_per_min=50, tokens_per_min=20_000,
-                                                         tokens_per_day=60_000)),
-          QuotaScope("tenant", "lease-t", "lease-t", QuotaLimits(requests_per_min=200)))
-    local, now, granted_any = LocalQuota(), T0 + 0.25, 0
+                                                         concurrent_requests=30, tokens_per_day=60_000)),
+          QuotaScope("tenant", "lease-t", "lease-t", QuotaLimits(requests_per_min=200, concurrent_requests=60)))
+    local, now, granted_any, held_any, open_leases = LocalQuota(), T0 + 0.25, 0, 0, []
     try:
-        for i in range(300):
+        for i in range(400):
             now = round(now + rng.choice([0.0, 0.01, 0.2, 2.0]), 6)
-            replicas = rng.choice([1, 2, 5])
+            replicas, owner = rng.choice([1, 2, 5]), rng.choice(["A", "B"])
             day = int(now // DAY_S)
-            if rng.random() < 0.4:
-                ops = [SyncOp(s, (rng.randint(-5, 3), rng.randint(-800, 800), rng.randint(-800, 800)), day,
-                              (rng.randint(0, 9), rng.randint(0, 3000), rng.randint(0, 3000))) for s in sc]
-                (took,) = await store.sync([ops], replicas, now_s=now)
+            roll = rng.random()
+            if roll < 0.15 and open_leases:
+                lease, at = open_leases.pop(rng.randrange(len(open_leases)))
+                await store.settle(sc, 0, lease, at, now_s=now)
+                local.settle(sc, 0, now, now, at)
+                continue
+            if roll < 0.5:
+                ops = []
+                for s in sc:
+                    slots = rng.randint(-1, 12)
+                    ops.append(SyncOp(s, (rng.randint(-5, 3), rng.randint(-800, 800), rng.randint(-800, 800)), day,
+                                      (rng.randint(0, 9), rng.randint(0, 3000), rng.randint(0, 3000)), slots,
+                                      rng.randint(0, max(slots, 0))))
+                (took,) = await store.sync([ops], replicas, owner, now_s=now)
                 expected = []
                 for op in ops:
                     local.adjust(op.scope, *op.adjust, op.day, now, now)
-                    expected.append(local.grant(op.scope, op.want, replicas, now, now))
+                    grant = local.grant(op.scope, op.want, replicas, now, now)
+                    expected.append((grant, local.hold(op.scope, owner, op.slots, op.floor, replicas)))
             else:
                 tokens = rng.choice([10, 300, 2000])
-                wants = [(rng.randint(0, 9), rng.randint(0, 3000), rng.randint(0, 3000)) for _ in sc]
-                took = await store.take(sc, tokens, replicas=replicas, wants=wants, now_s=now)
+                wants = []
+                for _ in sc:
+                    slots = rng.randint(-1, 12)
+                    wants.append((rng.randint(0, 9), rng.randint(0, 3000), rng.randint(0, 3000), slots,
+                                  rng.randint(0, max(slots, 0))))
+                took = await store.take(sc, tokens, f"l{i}", 1e7, replicas=replicas, wants=wants, owner=owner,
+                                        now_s=now)
                 mine = local.acquire(sc, tokens, now, now)
                 assert took.decision is not None and took.decision.allowed == mine.allowed, i
                 assert took.decision.refused == mine.refused, i
-                expected = [local.grant(s, w, replicas, now, now) if mine.allowed else (0, 0, 0)
-                            for s, w in zip(sc, wants, strict=True)]
+                if mine.allowed:
+                    open_leases.append((f"l{i}", now))
+                    expected = [(local.grant(s, w[:3], replicas, now, now),
+                                 local.hold(s, owner, w[3], w[4], replicas, grow_only=True))
+                                for s, w in zip(sc, wants, strict=True)]
+                else:
+                    expected = [((0, 0, 0), -1) for _ in sc]
             assert took.at_s == now
-            for s, state, grant in zip(sc, took.states, expected, strict=True):
+            for s, state, (grant, slots) in zip(sc, took.states, expected, strict=True):
                 rtat, ttat, d, used = local.peek(s, now, now)
-                assert state.granted == grant, i
-                assert (state.day, state.day_used) == (d, used), i
+                assert (state.granted, state.slots) == (grant, slots), i
+                assert (state.day, state.day_used, state.in_flight) == (d, used, local.inflight(s)), i
                 assert state.requests_tat == pytest.approx(rtat, abs=1e-6), i
                 assert state.tokens_tat == pytest.approx(ttat, abs=1e-6), i
                 granted_any += sum(grant)
-        assert granted_any > 0
+                held_any += max(slots, 0)
+        assert granted_any > 0 and held_any > 0
+    finally:
+        await store.close()
+
+
+async def test_blocks_of_a_dead_replica_expire(redis_url, redis_prefix):
+    store = RedisQuotaStore(redis_url, prefix=redis_prefix, block_ttl_s=0.5)
+    sc = (QuotaScope("key", "blk", "t", QuotaLimits(concurrent_requests=10)),)
+    try:
+        (took,) = await store.sync([[SyncOp(sc[0], (0, 0, 0), 0, (0, 0, 0), 4, 0)]], 1, "dead", now_s=T0)
+        assert took.states[0].slots == 4 and took.states[0].in_flight == 4  # at most 1/(2N) of the 10 free
+        took = await store.take(sc, 0, "x", 1.0, owner="alive", now_s=T0 + 0.1)
+        assert took.decision is not None and took.decision.allowed and took.states[0].in_flight == 5
+        took = await store.take(sc, 0, "y", 1.0, owner="alive", now_s=T0 + 0.6)  # "dead" stopped refreshing
+        assert took.states[0].in_flight == 2  # its block is gone; "x" and "y" remain
     finally:
         await store.close()
 

@@ -39,21 +39,23 @@ class FakeStore:
         if self.down:
             raise ConnectionError("connection refused")
 
-    def _state(self, scope, granted=(0, 0, 0)) -> ScopeState:
+    def _state(self, scope, granted=(0, 0, 0), slots=-1) -> ScopeState:
         t = self.clock.wall()
         rtat, ttat, day, used = self.quota.peek(scope, t, t)
-        return ScopeState(rtat, ttat, day, used, granted)
+        return ScopeState(rtat, ttat, day, used, granted, slots, self.quota.inflight(scope))
 
-    async def take(self, scopes, tokens, lease_id="", lease_ttl_s=0.0, *, replicas=1, wants=None, now_s=0.0):
+    async def take(self, scopes, tokens, lease_id="", lease_ttl_s=0.0, *, replicas=1, wants=None, owner="",
+                   now_s=0.0):
         await self._fault()
         t = self.clock.wall()
         decision = self.quota.acquire(scopes, tokens, t, t)
         states = []
         for i, s in enumerate(scopes):
-            granted = (0, 0, 0)
+            granted, slots = (0, 0, 0), -1
             if decision.allowed and wants is not None:
-                granted = self.quota.grant(s, wants[i], replicas, t, t)
-            states.append(self._state(s, granted))
+                granted = self.quota.grant(s, wants[i][:3], replicas, t, t)
+                slots = self.quota.hold(s, owner, wants[i][3], wants[i][4], replicas, grow_only=True)
+            states.append(self._state(s, granted, slots))
         return Take(decision, t, states)
 
     async def settle(self, scopes, tokens_delta, lease_id, acquired_s, now_s=0.0):
@@ -62,7 +64,7 @@ class FakeStore:
         t = self.clock.wall()
         self.quota.settle(scopes, tokens_delta, t, t, acquired_s)
 
-    async def sync(self, batches, replicas, now_s=0.0):
+    async def sync(self, batches, replicas, owner="", now_s=0.0):
         await self._fault()
         t = self.clock.wall()
         out = []
@@ -70,7 +72,9 @@ class FakeStore:
             states = []
             for op in batch:
                 self.quota.adjust(op.scope, *op.adjust, op.day, t, t)
-                states.append(self._state(op.scope, self.quota.grant(op.scope, op.want, replicas, t, t)))
+                granted = self.quota.grant(op.scope, op.want, replicas, t, t)
+                slots = self.quota.hold(op.scope, owner, op.slots, op.floor, replicas)
+                states.append(self._state(op.scope, granted, slots))
             out.append(Take(None, t, states))
         return out
 
@@ -212,6 +216,66 @@ async def test_without_leases_every_request_is_asked():
         await svc.sync()
     assert store.calls == 10 and svc.counts["remote_decisions"] == 10
     assert store.remaining(RATE[0]) == 590  # nothing held in advance
+
+
+async def test_far_from_a_concurrency_limit_slots_come_from_a_block():
+    clock = FakeClock()
+    store = FakeStore(clock)
+    svc = service(clock, store)
+    scopes = (QuotaScope("key", "c1", "acme", QuotaLimits(requests_per_min=100_000, concurrent_requests=1000)),)
+    for _ in range(3):  # three at a time: the peak sizes the block
+        warm = [await svc.acquire(scopes, 0, 30.0) for _ in range(3)]
+        for t in warm:
+            await svc.settle(t, None)
+    await svc.sync()
+    calls = store.calls
+    held = [await svc.acquire(scopes, 0, 30.0) for _ in range(3)]  # three at once, from the block
+    assert all(t.decision.allowed and t.decided is Decided.LEASE and t.lease_id is None for t in held)
+    lease = svc.book.get(scopes[0])
+    assert lease is not None and lease.busy == 3 and store.quota.inflight(scopes[0]) >= 3  # counted on the store
+    for t in held:
+        await svc.settle(t, None)  # released in-process: no call
+    assert store.calls == calls and lease.busy == 0
+    for _ in range(12):  # idle: the block goes back
+        clock.advance(0.025)
+        await svc.sync()
+    assert store.quota.inflight(scopes[0]) == 0 and lease.slots == 0
+
+
+async def test_at_a_concurrency_limit_a_slot_freed_anywhere_is_free_everywhere_at_once():
+    limit = 40
+    clock = FakeClock()
+    store = FakeStore(clock)
+    store.replicas = 3
+    fleet = [service(clock, store) for _ in range(3)]
+    for svc in fleet:
+        await svc.beat()
+    scopes = (QuotaScope("key", "c2", "acme", QuotaLimits(concurrent_requests=limit)),)
+    rng = __import__("random").Random(5)
+    active: list[tuple[QuotaService, object]] = []
+    while len(active) < limit:  # fill up to the limit (blocks first, then slots of their own)
+        svc = rng.choice(fleet)
+        ticket = await svc.acquire(scopes, 0, 30.0)
+        if ticket.decision.allowed:
+            active.append((svc, ticket))
+        for other in fleet:
+            await other.sync()
+    for svc in fleet:
+        assert not (await svc.acquire(scopes, 0, 30.0)).decision.allowed  # never one more
+    for _ in range(60):  # at the limit: end one, start the next at once on another replica
+        i = rng.randrange(len(active))
+        ended_on, ticket = active.pop(i)
+        await ended_on.settle(ticket, None)  # type: ignore[arg-type]
+        svc = rng.choice([s for s in fleet if s is not ended_on])
+        ticket = await svc.acquire(scopes, 0, 30.0)
+        assert ticket.decision.allowed  # not refused for the request that just ended
+        active.append((svc, ticket))
+        assert store.quota.inflight(scopes[0]) == limit  # blocks hold no spare slot at the limit
+        if rng.random() < 0.3:
+            clock.advance(0.025)
+            for other in fleet:
+                await other.sync()
+    assert sum(s.counts["lease_decisions"] for s in fleet) + sum(s.counts["remote_decisions"] for s in fleet) > 60
 
 
 # -- fail static -------------------------------------------------------------------------------

@@ -71,23 +71,43 @@ end
 # KEYS: the base name of each scope. ARGV: [1] the limits ("rpm tpm concurrency tokens/day" per scope,
 # joined by ';', -1: no limit), [2] now (<= 0: Redis TIME), [3] the request's tokens (-1: no request),
 # [4] its concurrency lease id, [5] the lease's ttl s, [6] N replicas (leases are at most 1/(2N) of what
-# is left), [7] per scope "adjust_rpm adjust_tpm adjust_day day want_rpm want_tpm want_day" joined by
-# ';' ('': none), [8] a concurrency lease id to release ('': none).
+# is left), [7] per scope "adjust_rpm adjust_tpm adjust_day day want_rpm want_tpm want_day slots floor"
+# joined by ';' ('': none; slots -1: leave the block alone), [8] a concurrency lease id to release
+# ('': none), [9] the owner of the blocks of slots (the replica), [10] a block's ttl s.
 # In order: adjustments and the release; the request (all or nothing, as LocalQuota.acquire); leases
-# (LocalQuota.grant), unless the request was refused; then every scope's state (LocalQuota.peek).
+# (LocalQuota.grant) and blocks of concurrency slots (LocalQuota.hold; never shrunk along with a
+# request), unless the request was refused; then every scope's state (LocalQuota.peek).
 # Returns {allowed, dimension code, scope index, wait s, now, then per scope: the rpm and tpm TATs the
-# decision reports ('' if none), the rpm and tpm TATs now, tokens used today, granted rpm, tpm, day}.
+# decision reports ('' if none), the rpm and tpm TATs now, tokens used today, granted rpm, tpm, day,
+# the owner's block of slots (-1 if not asked) and the requests in flight}.
 # Fractional values travel as strings (Lua numbers would become integers).
+# Concurrency: a sorted set of per-request leases scored by expiry (':conc'), plus blocks of slots held
+# by replicas: sizes in a hash by owner (':cb'), expiries in a sorted set (':ce'); in flight = both.
 TAKE_LUA = _PRELUDE + """
 local tokens = tonumber(ARGV[3])
 local lease = ARGV[4]
 local ttl = tonumber(ARGV[5])
 local replicas = tonumber(ARGV[6])
 local release = ARGV[8]
+local owner = ARGV[9]
+local block_ttl = tonumber(ARGV[10])
 local day = math.floor(now / 86400)
 local ops = {}
-for ar, at, ad, d, wr, wt, wd in string.gmatch(ARGV[7], '(-?%d+) (-?%d+) (-?%d+) (-?%d+) (%d+) (%d+) (%d+)') do
-  ops[#ops + 1] = {tonumber(ar), tonumber(at), tonumber(ad), tonumber(d), tonumber(wr), tonumber(wt), tonumber(wd)}
+for ar, at, ad, d, wr, wt, wd, sl, fl in string.gmatch(ARGV[7],
+    '(-?%d+) (-?%d+) (-?%d+) (-?%d+) (%d+) (%d+) (%d+) (-?%d+) (%d+)') do
+  ops[#ops + 1] = {tonumber(ar), tonumber(at), tonumber(ad), tonumber(d), tonumber(wr), tonumber(wt), tonumber(wd),
+                   tonumber(sl), tonumber(fl)}
+end
+local function in_flight(i)
+  redis.call('ZREMRANGEBYSCORE', key(i, ':conc'), '-inf', now)
+  local dead = redis.call('ZRANGEBYSCORE', key(i, ':ce'), '-inf', now)
+  if #dead > 0 then
+    redis.call('HDEL', key(i, ':cb'), unpack(dead))
+    redis.call('ZREM', key(i, ':ce'), unpack(dead))
+  end
+  local count = redis.call('ZCARD', key(i, ':conc'))
+  for _, v in ipairs(redis.call('HVALS', key(i, ':cb'))) do count = count + tonumber(v) end
+  return count
 end
 local function tat_of(k)
   return tonumber(redis.call('GET', k) or now)
@@ -150,10 +170,7 @@ if tokens >= 0 then
   end
   for i = 1, n do
     local rpm, tpm, conc, daily = limits(i)
-    if conc > 0 then
-      redis.call('ZREMRANGEBYSCORE', key(i, ':conc'), '-inf', now)
-      if redis.call('ZCARD', key(i, ':conc')) >= conc then refuse(1.0, 1, i) end
-    end
+    if conc > 0 and in_flight(i) >= conc then refuse(1.0, 1, i) end
     if rpm > 0 then
       local tat = tat_of(key(i, ':rpm'))
       local new_tat, wait = take(tat, 60 / rpm, rpm, 1)
@@ -223,6 +240,30 @@ for i = 1, n do
       end
     end
   end
+  local slots, count = -1, 0
+  if conc > 0 then
+    count = in_flight(i)
+    if allowed == 1 and op and op[8] >= 0 and owner ~= '' then
+      local have = tonumber(redis.call('HGET', key(i, ':cb'), owner) or 0)
+      slots = op[8]
+      if slots > have or tokens >= 0 then
+        slots = math.max(have + lease_cells(conc - count, slots - have), math.min(op[9], slots))
+        if tokens >= 0 then slots = math.max(slots, have) end
+      end
+      if slots > 0 then
+        redis.call('HSET', key(i, ':cb'), owner, slots)
+        redis.call('ZADD', key(i, ':ce'), now + block_ttl, owner)
+        local ms = math.ceil(block_ttl * 1000) + 1000
+        for _, suffix in ipairs({':cb', ':ce'}) do
+          if redis.call('PTTL', key(i, suffix)) < ms then redis.call('PEXPIRE', key(i, suffix), ms) end
+        end
+      else
+        redis.call('HDEL', key(i, ':cb'), owner)
+        redis.call('ZREM', key(i, ':ce'), owner)
+      end
+      count = count + slots - have
+    end
+  end
   out[#out + 1] = f(rt[i])
   out[#out + 1] = f(tt[i])
   out[#out + 1] = f(math.max(rtat, now))
@@ -231,6 +272,8 @@ for i = 1, n do
   out[#out + 1] = gr
   out[#out + 1] = gt
   out[#out + 1] = gd
+  out[#out + 1] = slots
+  out[#out + 1] = count
 end
 return out
 """
@@ -269,6 +312,7 @@ class _Script:
 
 _TAKE = _Script(TAKE_LUA)
 _NO_OPS = b"$0\r\n\r\n"
+BLOCK_TTL_S = 10.0  # a block of concurrency slots not refreshed (every sync) for this long is freed
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,15 +325,15 @@ class Take:
     states: list[ScopeState]
 
 
-def _ops(ops: Sequence[tuple[int, int, int, int, int, int, int]]) -> bytes:
+def _ops(ops: Sequence[tuple[int, ...]]) -> bytes:
     return ";".join(" ".join(map(str, op)) for op in ops).encode()
 
 
 def _parse(scopes: Sequence[QuotaScope], out: list[Any], request: bool) -> Take:
     at_s = float(out[4])
-    rows = [out[i:i + 8] for i in range(5, len(out), 8)]
-    states = [ScopeState(float(r[2]), float(r[3]), int(at_s // DAY_S), int(r[4]), (int(r[5]), int(r[6]), int(r[7])))
-              for r in rows]
+    rows = [out[i:i + 10] for i in range(5, len(out), 10)]
+    states = [ScopeState(float(r[2]), float(r[3]), int(at_s // DAY_S), int(r[4]), (int(r[5]), int(r[6]), int(r[7])),
+                         int(r[8]), int(r[9])) for r in rows]
     if not request:
         return Take(None, at_s, states)
     rpm = [float(r[0]) if r[0] != "" else None for r in rows]
@@ -316,8 +360,9 @@ class RedisQuotaStore:
     """
 
     def __init__(self, url: str, *, prefix: str = "seawall", connections: int = 16,
-                 connect_timeout_s: float = 1.0) -> None:
+                 connect_timeout_s: float = 1.0, block_ttl_s: float = BLOCK_TTL_S) -> None:
         self.prefix = prefix
+        self.block_ttl_s = block_ttl_s
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=None, socket_connect_timeout=connect_timeout_s,
             retry=Retry(NoBackoff(), 0), max_connections=connections + 4, decode_responses=True,
@@ -328,9 +373,9 @@ class RedisQuotaStore:
         self._idle: list[AbstractConnection] = []
 
     def keys_of(self, scope: QuotaScope) -> list[str]:
-        """The scope's four keys (for tests and tools; the script derives them from the base)."""
+        """The scope's keys (for tests and tools; the script derives them from the base)."""
         base = self._base(scope)
-        return [f"{base}:{suffix}" for suffix in ("rpm", "tpm", "conc", "day")]
+        return [f"{base}:{suffix}" for suffix in ("rpm", "tpm", "conc", "cb", "ce", "day")]
 
     def _base(self, scope: QuotaScope) -> str:
         return f"{self.prefix}:q:{{{_tag(scope.tenant)}}}:{scope.kind}:{scope.id}"
@@ -353,12 +398,13 @@ class RedisQuotaStore:
         return found
 
     def _pack(self, scopes: Sequence[QuotaScope], now_s: float, tokens: int, lease_id: str, lease_ttl_s: float,
-              replicas: int, ops: bytes, release: str, cache: bool = True) -> bytes:
+              replicas: int, ops: bytes, release: str, owner: str, cache: bool = True) -> bytes:
         head, count = self._head(scopes, cache)
         tail = (_bulk(repr(now_s).encode()) + _bulk(str(tokens).encode()) + _bulk(lease_id.encode())
                 + _bulk(repr(lease_ttl_s).encode()) + _bulk(str(replicas).encode())
-                + (_bulk(ops) if ops else _NO_OPS) + _bulk(release.encode()))
-        return b"*%d\r\n" % (count + 7) + head + tail
+                + (_bulk(ops) if ops else _NO_OPS) + _bulk(release.encode()) + _bulk(owner.encode())
+                + _bulk(repr(self.block_ttl_s).encode()))
+        return b"*%d\r\n" % (count + 9) + head + tail
 
     async def _send(self, commands: list[bytes]) -> list[Any]:
         """Send ``commands`` in one write and read their replies in order."""
@@ -389,12 +435,13 @@ class RedisQuotaStore:
                 self._idle.append(conn)
 
     async def take(self, scopes: Sequence[QuotaScope], tokens: int, lease_id: str = "", lease_ttl_s: float = 0.0, *,
-                   replicas: int = 1, wants: Sequence[tuple[int, int, int]] | None = None, now_s: float = 0.0
-                   ) -> Take:
+                   replicas: int = 1, wants: Sequence[tuple[int, int, int, int, int]] | None = None, owner: str = "",
+                   now_s: float = 0.0) -> Take:
         """Decide a request (``tokens``: its estimate) on the shared counters and, if allowed, charge
-        it and hand out leases of up to ``wants`` (requests, tokens, tokens today) per scope."""
-        ops = b"" if wants is None else _ops([(0, 0, 0, 0, w[0], w[1], w[2]) for w in wants])
-        packed = self._pack(scopes, now_s, tokens, lease_id, lease_ttl_s, replicas, ops, "")
+        it and hand out leases of up to ``wants`` per scope: (requests, tokens, tokens today, a block
+        of concurrency slots for ``owner`` to grow to (-1: none), the slots it has in use)."""
+        ops = b"" if wants is None else _ops([(0, 0, 0, 0, *w) for w in wants])
+        packed = self._pack(scopes, now_s, tokens, lease_id, lease_ttl_s, replicas, ops, "", owner)
         out = (await self._send([packed]))[0]
         return _parse(scopes, out, True)
 
@@ -410,17 +457,18 @@ class RedisQuotaStore:
         """Release a request's concurrency lease and reconcile its token estimate (``actual -
         estimated``; the day counter only if still the UTC day of ``acquired_s``)."""
         day = int(acquired_s // DAY_S)
-        ops = _ops([(0, tokens_delta, tokens_delta, day, 0, 0, 0)] * len(scopes)) if tokens_delta else b""
-        await self._send([self._pack(scopes, now_s, -1, "", 0.0, 1, ops, lease_id)])
+        ops = _ops([(0, tokens_delta, tokens_delta, day, 0, 0, 0, -1, 0)] * len(scopes)) if tokens_delta else b""
+        await self._send([self._pack(scopes, now_s, -1, "", 0.0, 1, ops, lease_id, "")])
 
-    async def sync(self, batches: Sequence[Sequence[SyncOp]], replicas: int, now_s: float = 0.0) -> list[Take]:
-        """Apply leases' give-backs, debts and top-ups: one call per batch (the scopes of one tenant,
-        one cluster slot), all batches in one write."""
+    async def sync(self, batches: Sequence[Sequence[SyncOp]], replicas: int, owner: str = "", now_s: float = 0.0
+                   ) -> list[Take]:
+        """Apply leases' give-backs, debts and top-ups and resize ``owner``'s blocks of concurrency
+        slots: one call per batch (the scopes of one tenant, one cluster slot), all in one write."""
         commands = []
         for batch in batches:
             scopes = [op.scope for op in batch]
-            ops = _ops([(*op.adjust, op.day, *op.want) for op in batch])
-            commands.append(self._pack(scopes, now_s, -1, "", 0.0, replicas, ops, "", cache=False))
+            ops = _ops([(*op.adjust, op.day, *op.want, op.slots, op.floor) for op in batch])
+            commands.append(self._pack(scopes, now_s, -1, "", 0.0, replicas, ops, "", owner, cache=False))
         replies = await self._send(commands)
         return [_parse([op.scope for op in batch], out, False) for batch, out in zip(batches, replies, strict=True)]
 
