@@ -28,8 +28,10 @@ reconciliation) make it looser, and the next sync (one interval later) brings th
 Sync (driven by :class:`seawall.edges.quota.QuotaService`, one batched call per interval): for
 every scope active since the last one, :meth:`LeaseBook.plan` gives back what is held beyond the
 next intervals' demand, charges debts (a request that used more tokens than estimated; usage
-counted while the shared counters were unreachable), and asks for a top-up to ``LEAD_INTERVALS``
-times the smoothed demand per interval; :meth:`LeaseBook.applied` books the grant and the snapshot.
+counted while the shared counters were unreachable), asks for a top-up to ``LEAD_INTERVALS``
+times the smoothed demand per interval and resizes blocks of slots; :meth:`LeaseBook.applied`
+books the grants and the snapshot. Only scopes touched since, or still holding something, are
+visited: a sync costs what is active, not what was ever seen.
 
 Pure: the caller passes time (``now_s`` monotonic for buckets, ``wall_s`` for the UTC day) and
 the shared side's answers; cells are integers (requests, tokens).
@@ -79,7 +81,6 @@ class Lease:
     day: int = -1  # UTC day of held[DAY] and day_used
     day_used: int | None = None  # snapshot: tokens used today by every replica (leases included)
     seen_at_s: float = -math.inf  # shared clock of the snapshot: a late reply never overwrites a newer one
-    active: bool = True
     # Concurrency: a block of slots counted as in flight on the shared side, used here.
     slots: int = 0  # the block's size as the shared side last reported it
     slots_at_s: float = -math.inf
@@ -122,11 +123,12 @@ class SyncOp:
 class LeaseBook:
     """Leases and snapshots per scope (by name), bounded to ``max_scopes`` (idle ones evicted)."""
 
-    __slots__ = ("_leases", "max_scopes")
+    __slots__ = ("_active", "_leases", "max_scopes")
 
     def __init__(self, max_scopes: int = 100_000) -> None:
         self.max_scopes = max_scopes
         self._leases: dict[str, Lease] = {}
+        self._active: set[str] = set()  # touched since the last plan, or still holding something
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -145,7 +147,7 @@ class LeaseBook:
         return lease
 
     def _evict(self) -> None:
-        idle = [n for n, lease in self._leases.items() if not lease.active and not any(lease.held)]
+        idle = [n for n in self._leases if n not in self._active]
         for name in idle[: max(1, len(idle) // 2)] if idle else list(self._leases)[: len(self._leases) // 2]:
             del self._leases[name]
 
@@ -160,7 +162,7 @@ class LeaseBook:
         for i, scope in enumerate(scopes):
             lim = scope.limits
             lease = self._lease(scope)
-            lease.active = True
+            self._active.add(scope.name)
             leases.append(lease)
             if lease.day != day:
                 lease.roll(day)
@@ -256,9 +258,10 @@ class LeaseBook:
 
     # -- answers from the shared counters ------------------------------------------------------
     def wants(self, scopes: Sequence[QuotaScope], tokens: int) -> list[tuple[int, int, int, int, int]]:
-        """Top-ups to ask for along with a request decided on the shared counters: enough for twice
-        this interval's demand so far (it grows with every such request: a burst gets its lease),
-        and a bigger block of concurrency slots (size, slots in use; -1: none) unless near the limit."""
+        """Top-ups to ask for along with a request decided on the shared counters: enough for
+        ``LEAD_INTERVALS`` times this interval's demand so far (it grows with every such request: a
+        burst gets its lease), and a bigger block of concurrency slots (size, slots in use; -1:
+        none) unless near the limit."""
         out = []
         for scope in scopes:
             lease = self._lease(scope)
@@ -280,7 +283,7 @@ class LeaseBook:
         """A request was decided on the shared counters (``at_s`` their clock, ``now_s`` ours)."""
         for scope, state in zip(scopes, states, strict=True):
             lease = self._lease(scope)
-            lease.active = True
+            self._active.add(scope.name)
             self._snapshot(lease, state, at_s, now_s, replicas)
             if allowed:
                 lim = scope.limits
@@ -322,7 +325,7 @@ class LeaseBook:
             if lim.tokens_per_min is None and lim.tokens_per_day is None:
                 continue
             lease = self._lease(scope)
-            lease.active = True
+            self._active.add(scope.name)
             if lim.tokens_per_min is not None:
                 lease.held[TOKENS] -= tokens_delta
             if lim.tokens_per_day is not None:
@@ -339,11 +342,11 @@ class LeaseBook:
         leases turned off), still charging debts and giving back refunds."""
         day = int(wall_s // DAY_S)
         ops = []
-        for entry in self._leases.values():
-            if (not entry.active and not any(entry.held) and not any(entry.demand) and not entry.slots
-                    and not entry.busy):
+        active, self._active = self._active, set()
+        for name in active:
+            entry = self._leases.get(name)
+            if entry is None:
                 continue
-            entry.active = False
             if entry.day != day:
                 entry.roll(day)
             adjust, want = [0, 0, 0], [0, 0, 0]
@@ -376,6 +379,8 @@ class LeaseBook:
             if not op.empty:
                 entry.syncing = slots >= 0
                 ops.append(op)
+            if any(entry.held) or any(entry.demand) or entry.slots or entry.busy or entry.own or entry.slot_demand:
+                self._active.add(name)  # still something to give back, refresh or decay next time
         return ops
 
     def applied(self, op: SyncOp, state: ScopeState, at_s: float, now_s: float, replicas: int = 1) -> None:
@@ -391,7 +396,7 @@ class LeaseBook:
         lease = self._leases.get(op.scope.name)
         if lease is None:
             return
-        lease.active = True
+        self._active.add(op.scope.name)
         if op.slots >= 0:  # a block may have shrunk, not grown
             lease.slots = min(lease.slots, op.slots)
             lease.shrinking, lease.syncing = None, False
@@ -420,7 +425,7 @@ class LeaseBook:
                 if lease.day != day:
                     lease.roll(day)
                 lease.held[DAY] -= tokens_delta
-                lease.active = True
+                self._active.add(scope.name)
 
     def seed(self, scope: QuotaScope, replicas: int, now_s: float, wall_s: float
              ) -> tuple[float | None, float | None, int, int | None]:

@@ -5,7 +5,7 @@ in-process from cells this replica holds, already charged on Redis; a request th
 cannot fit is refused in-process too. Only when a lease runs short (near a limit, or at a burst) is
 the request decided on Redis, atomically (one Lua call), and that call also tops the lease up. Every
 ``sync_interval_s`` (default 25 ms) one background call per tenant, all in one write, gives back
-idle cells, charges debts and token reconciliations, tops leases up to twice the last interval's
+idle cells, charges debts and token reconciliations, tops leases up to a few intervals' worth of
 demand and refreshes the snapshots. Redis hands out at most 1/(2N) of what is left, so near a limit
 leases vanish and every request is checked on Redis, exactly as if there were no leases. A
 concurrency limit is leased as a block of slots; near it, a request beyond the block holds a slot of
