@@ -326,7 +326,7 @@ class Take:
 
 
 def _ops(ops: Sequence[tuple[int, ...]]) -> bytes:
-    return ";".join(" ".join(map(str, op)) for op in ops).encode()
+    return ";".join(" ".join(str(int(v)) for v in op) for op in ops).encode()  # the script reads integers
 
 
 def _parse(scopes: Sequence[QuotaScope], out: list[Any], request: bool) -> Take:
