@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from seawall.surge.sim import INVALID_TIER, simulate
+from seawall.surge.profiles import gateway_config
+from seawall.surge.sim import INVALID_TIER, Simulation, simulate
 from tests.unit.surge.conftest import tiny
 
 TWO_DEPLOYMENTS = {"models": [{"name": "chat", "deployments": [
@@ -117,3 +118,21 @@ def test_impatient_users_abandon():
     assert api["success_rate_pct"] == 0.0
     assert set(api["user_fail_reasons"]) <= {"abandoned"}
     assert r.upstream["a"]["peak_in_flight"] <= 4
+
+
+def test_events_run_in_time_order_and_first_in_first_out_at_one_instant(tiny_scenario):
+    sim = Simulation(tiny_scenario, gateway_config(tiny_scenario, "seawall"))
+    seen: list[tuple[float, str]] = []
+
+    def note(name, then):
+        seen.append((sim.clock.t, name))
+        for t, later in then:
+            sim._push(t, note, later, ())
+
+    sim._push(0.002, note, "c", ())
+    sim._push(0.001, note, "a", [(0.001, "a2"), (0.0015, "b"), (0.001, "a3")])
+    sim._push(0.001, note, "a1", [(0.001, "a4")])
+    sim._push(0.002, note, "d", ())
+    sim.run()
+    assert seen == [(0.001, "a"), (0.001, "a1"), (0.001, "a2"), (0.001, "a3"), (0.001, "a4"), (0.0015, "b"),
+                    (0.002, "c"), (0.002, "d")]
