@@ -220,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover
         loop = "asyncio"
     server_config = uvicorn.Config(
-        GatewayApp(runtime), host=host, port=port, loop=loop, http=HttpProtocol, lifespan="on",
+        GatewayApp(runtime, tune_gc=True), host=host, port=port, loop=loop, http=HttpProtocol, lifespan="on",
         access_log=False, log_level=os.environ.get("SEAWALL_LOG_LEVEL", "warning").lower(),
         timeout_keep_alive=30, backlog=4096, server_header=False, date_header=False,
         proxy_headers=False,
@@ -270,7 +270,7 @@ def worker_app() -> object:
     logging.basicConfig(level=os.environ.get("SEAWALL_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     config = _load(os.environ.get("SEAWALL_CONFIG") or None)
-    return GatewayApp(build_runtime(config, processes=int(os.environ.get("SEAWALL_WORKERS", "1"))))
+    return GatewayApp(build_runtime(config, processes=int(os.environ.get("SEAWALL_WORKERS", "1"))), tune_gc=True)
 
 
 def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:

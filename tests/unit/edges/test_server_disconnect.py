@@ -23,6 +23,7 @@ ANSWER = b'{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_to
 
 class Harness:
     def __init__(self, tmp_path: Path) -> None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
         config = parse_config(yaml.safe_load(f"""
 store: {{sqlite_path: "{tmp_path}/s.db", ledger_spill_path: "{tmp_path}/spill.jsonl"}}
 models:
@@ -127,3 +128,37 @@ async def test_a_completed_request_is_answered_and_the_hook_is_cleared(harness: 
     await asyncio.wait_for(harness.app(harness.scope(hook), receive, harness.send), 5)
     assert harness.sent[0]["status"] == 200 and harness.sent[1]["body"] == ANSWER
     assert hook.callback is None
+
+
+async def _lifespan(app: GatewayApp, owns: bool) -> list[str]:
+    import gc
+
+    from seawall.edges.server import GC_THRESHOLDS
+
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+        if message["type"] == "lifespan.startup.complete":
+            assert (gc.get_threshold() == GC_THRESHOLDS) is owns
+            assert (gc.get_freeze_count() > 0) is owns
+
+    await app({"type": "lifespan"}, receive, send)
+    return sent
+
+
+async def test_lifespan_tunes_the_collector_only_when_the_app_owns_its_process(tmp_path: Path) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        for owns in (False, True):
+            app = GatewayApp(Harness(tmp_path / str(owns)).runtime, tune_gc=owns)
+            assert await _lifespan(app, owns) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
