@@ -62,7 +62,7 @@ class PartitionedLimiter:
     every ``try_acquire`` that returns True must be paired with one ``release`` of the same units.
     """
 
-    __slots__ = ("_shares", "_usage")
+    __slots__ = ("_holders", "_shares", "_usage")
 
     def __init__(self, shares: Mapping[Criticality, float]) -> None:
         values = [float(shares.get(c, 0.0)) for c in Criticality]
@@ -70,6 +70,7 @@ class PartitionedLimiter:
             raise ValueError("each share must be in [0, 1] and the shares must sum to <= 1")
         self._shares = tuple(values)
         self._usage = [0.0] * _TIERS
+        self._holders = [0] * _TIERS  # acquisitions not yet released, per criticality
 
     @property
     def inflight(self) -> float:
@@ -114,13 +115,17 @@ class PartitionedLimiter:
         if not self.would_admit(crit, units, limit):
             return False
         self._usage[crit] += units
+        self._holders[crit] += 1
         return True
 
     def release(self, crit: Criticality, units: float) -> None:
         """Give back units from an earlier successful ``try_acquire``."""
         held = self._usage[crit]
         left = held - units
-        slack = _EPS * max(1.0, held)
-        if units < 0 or left < -slack:
+        slack = _EPS * max(1.0, held, units)
+        if units < 0 or self._holders[crit] <= 0 or left < -slack:
             raise ValueError(f"release of {units} units at {crit.label} exceeds what it holds")
-        self._usage[crit] = left if left > slack else 0.0  # float dust must not block "idle"
+        self._holders[crit] -= 1
+        # The last holder out leaves exactly zero, so float dust cannot block "idle"; until then
+        # every holding counts, however small (clearing "dust" early would lose a real one).
+        self._usage[crit] = max(0.0, left) if self._holders[crit] else 0.0

@@ -106,7 +106,8 @@ class AdmissionQueue(Generic[T]):
         if units > self.max_units or deadline_s <= now_s:
             return PushResult(False)
         over_items = self._count + 1 - self.max_items
-        over_units = self._units + units - self.max_units
+        # Within float dust of the bound counts as within it (sums of units carry rounding error).
+        over_units = self._units + units - self.max_units - 1e-9 * max(1.0, self.max_units)
         victims: list[Waiting[T]] = []
         for tier in range(int(crit)):
             if over_items <= 0 and over_units <= 0:
