@@ -63,15 +63,21 @@ class AdmissionQueue(Generic[T]):
     take, and a request bigger than ``max_units`` is always rejected. Expired items are never
     returned by ``pop_ready``; they stay until ``expire`` hands them back, so every queued item is
     answered exactly once (started, displaced, or expired).
+
+    ``critical_reserve``: the share of both bounds that work below ``CRITICAL`` cannot fill (an
+    arrival into an empty queue is always taken). Without it, a surge of sheddable work fills the
+    queue, and each critical arrival then displaces a request that has already waited, a slow
+    rejection; with it, the sheddable arrival is refused at once and the critical one finds room.
     """
 
-    __slots__ = ("_count", "_tiers", "_units", "_units_by_tier", "max_items", "max_units")
+    __slots__ = ("_count", "_tiers", "_units", "_units_by_tier", "critical_reserve", "max_items", "max_units")
 
-    def __init__(self, max_items: int = 1024, max_units: float = math.inf) -> None:
-        if max_items < 1 or not max_units > 0:
-            raise ValueError("need max_items >= 1 and max_units > 0")
+    def __init__(self, max_items: int = 1024, max_units: float = math.inf, critical_reserve: float = 0.0) -> None:
+        if max_items < 1 or not max_units > 0 or not 0.0 <= critical_reserve < 1.0:
+            raise ValueError("need max_items >= 1, max_units > 0 and 0 <= critical_reserve < 1")
         self.max_items = max_items
         self.max_units = max_units
+        self.critical_reserve = critical_reserve
         self._tiers: list[deque[Waiting[T]]] = [deque() for _ in range(_TIERS)]
         self._units_by_tier = [0.0] * _TIERS
         self._count = 0
@@ -105,9 +111,13 @@ class AdmissionQueue(Generic[T]):
             raise ValueError("units must be >= 0")
         if units > self.max_units or deadline_s <= now_s:
             return PushResult(False)
-        over_items = self._count + 1 - self.max_items
+        max_items, max_units = self.max_items, self.max_units
+        if crit < Criticality.CRITICAL and self._count and self.critical_reserve:
+            max_items = max(1, int(max_items * (1.0 - self.critical_reserve)))
+            max_units *= 1.0 - self.critical_reserve
+        over_items = self._count + 1 - max_items
         # Within float dust of the bound counts as within it (sums of units carry rounding error).
-        over_units = self._units + units - self.max_units - 1e-9 * max(1.0, self.max_units)
+        over_units = self._units + units - max_units - 1e-9 * max(1.0, max_units)
         victims: list[Waiting[T]] = []
         for tier in range(int(crit)):
             if over_items <= 0 and over_units <= 0:

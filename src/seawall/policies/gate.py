@@ -43,6 +43,7 @@ class GateSettings:
     # borrowers finish (see algorithms/partition.py) — only for upstreams that queue, not refuse.
     overshoot: bool = False
     saturation_hold_s: float = 1.0  # see AdmissionGate.saturated
+    queue_critical_reserve: float = 0.25  # share of the queue only critical work may fill (queue.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ class AdmissionGate:
         self.limiter = limiter
         self.settings = s = settings or GateSettings()
         self.queue: AdmissionQueue[asyncio.Future[Ticket]] = AdmissionQueue(
-            s.queue_max_items, max(1.0, s.queue_max_units_ratio * limit.limit))
+            s.queue_max_items, max(1.0, s.queue_max_units_ratio * limit.limit), s.queue_critical_reserve)
         self.codel = CoDel(s.codel_target_s, s.codel_interval_s)
         self.drain = DrainRate()
         self.last_full_reject_s = [-math.inf] * len(Criticality)

@@ -261,3 +261,25 @@ def test_drain_rate_decays_through_silence() -> None:
     busy = rate.units_per_s(now_s)
     assert rate.units_per_s(now_s + 5.0) < busy * 0.05  # five time constants later
     assert rate.seconds_to_drain(0, now_s) == 0.0
+
+
+def test_critical_reserve_keeps_room_so_critical_work_displaces_nothing() -> None:
+    q: AdmissionQueue[str] = AdmissionQueue(max_items=8, max_units=800, critical_reserve=0.25)
+    for i in range(6):  # sheddable work may fill 6 of 8 places
+        assert q.push(f"s{i}", Criticality.SHEDDABLE, 100, 10.0, 0.0).accepted
+    assert not q.push("s6", Criticality.SHEDDABLE, 100, 10.0, 0.0).accepted  # refused at once
+    plus = q.push("p0", Criticality.SHEDDABLE_PLUS, 100, 10.0, 0.0)  # displaces within the allowance
+    assert plus.accepted and [w.item for w in plus.evicted] == ["s5"]
+    for i in range(2):  # critical work finds the reserved places free
+        result = q.push(f"c{i}", Criticality.CRITICAL, 100, 10.0, 0.0)
+        assert result.accepted and result.evicted == ()
+    assert len(q) == 8 and q.units == 800
+    third = q.push("c2", Criticality.CRITICAL, 100, 10.0, 0.0)  # only beyond the reserve does it displace
+    assert third.accepted and [w.item for w in third.evicted] == ["s4"]
+
+
+def test_an_empty_queue_takes_any_arrival_that_fits_the_full_bound() -> None:
+    q: AdmissionQueue[str] = AdmissionQueue(max_items=4, max_units=100, critical_reserve=0.5)
+    assert q.push("big", Criticality.SHEDDABLE, 90, 10.0, 0.0).accepted
+    with pytest.raises(ValueError):
+        AdmissionQueue(critical_reserve=1.0)

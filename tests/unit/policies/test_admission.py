@@ -119,7 +119,7 @@ async def test_waiting_is_bounded_on_the_injected_clock():
 
 async def test_full_queue_displaces_lower_criticality():
     clock = FakeClock()
-    g = gate(clock, queue_max_items=2, max_queue_wait_s=5)
+    g = gate(clock, queue_max_items=2, max_queue_wait_s=5, queue_critical_reserve=0.0)
     await g.acquire(C.CRITICAL_PLUS, 100, clock.now() + 60)
     low = [asyncio.ensure_future(g.acquire(C.SHEDDABLE, 20, clock.now() + 60)) for _ in range(2)]
     await asyncio.sleep(0)
@@ -131,6 +131,21 @@ async def test_full_queue_displaces_lower_criticality():
     with pytest.raises(Overloaded):  # a sheddable arrival finds nothing lower to displace
         await g.acquire(C.SHEDDABLE, 20, clock.now() + 60)
     for t in (low[0], high):
+        t.cancel()
+
+
+async def test_reserved_queue_room_refuses_sheddable_at_once_instead_of_displacing_later():
+    clock = FakeClock()
+    g = gate(clock, queue_max_items=4, max_queue_wait_s=5)  # default reserve: a quarter for critical
+    await g.acquire(C.CRITICAL_PLUS, 100, clock.now() + 60)
+    low = [asyncio.ensure_future(g.acquire(C.SHEDDABLE, 20, clock.now() + 60)) for _ in range(3)]
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded):  # the fourth place is critical's
+        await g.acquire(C.SHEDDABLE, 20, clock.now() + 60)
+    high = asyncio.ensure_future(g.acquire(C.CRITICAL, 40, clock.now() + 60))
+    await asyncio.sleep(0)
+    assert not any(t.done() for t in (*low, high)) and len(g.queue) == 4  # nobody was displaced
+    for t in (*low, high):
         t.cancel()
 
 
