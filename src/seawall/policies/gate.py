@@ -27,6 +27,7 @@ __all__ = ["AdmissionGate", "GateSettings", "Ticket"]
 _SATURATING = frozenset({"overload", "queue_delay", "queue_timeout", "displaced"})
 MAX_RETRY_AFTER_S = 60.0
 MIN_RETRY_AFTER_S = 0.25
+MIN_SERVED_SHARE = 0.02  # of the drain rate, assumed left for a criticality: a long but finite wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ class AdmissionGate:
             s.queue_max_items, max(1.0, s.queue_max_units_ratio * limit.limit), s.queue_critical_reserve)
         self.codel = CoDel(s.codel_target_s, s.codel_interval_s)
         self.drain = DrainRate()
+        self.starts = [DrainRate() for _ in Criticality]  # work units started per second, per criticality
         self.last_full_reject_s = [-math.inf] * len(Criticality)
 
     # -- admission --------------------------------------------------------------------------
@@ -106,7 +108,7 @@ class AdmissionGate:
                 self.last_full_reject_s[crit] = now  # still a line ahead: the overload goes on
             raise Overloaded("The service is at capacity; try again shortly.", reason="overload",
                              retry_after_s=self.retry_after_s(crit, units))
-        wait_s = self.queue.estimated_wait_s(crit, self.drain.units_per_s(now), units)
+        wait_s = self.estimated_wait_s(crit, units, now)
         if not math.isfinite(wait_s):
             wait_s = 0.0  # nothing has drained yet: no evidence to refuse on; the wait stays bounded
         if now + min(wait_s, s.max_queue_wait_s) + s.min_service_s >= deadline_s:
@@ -154,11 +156,30 @@ class AdmissionGate:
             self.limit.on_sample(now, rtt_s if rtt_s is not None else 0.0, inflight, dropped)
         self._dispatch()
 
+    def estimated_wait_s(self, crit: Criticality, units: float, now_s: float) -> float:
+        """Seconds until an arrival at ``crit`` could start: the work queued at or above it, drained
+        by the capacity that more critical work does not take first.
+
+        Work of a higher criticality that arrives meanwhile starts ahead of it, so the rate that
+        serves this queue is the drain rate less what higher criticalities start per second. At 3x
+        a surge of consumer traffic, the paying tiers alone can take all of the capacity: a free
+        request then cannot start however short the line, and is refused now, not after a wait.
+        ``inf`` when nothing has drained yet (no evidence either way).
+        """
+        drain = self.drain.units_per_s(now_s)
+        if drain <= 0:
+            return math.inf
+        ahead = sum(self.starts[c].units_per_s(now_s) for c in range(int(crit) + 1, len(Criticality)))
+        return self.queue.estimated_wait_s(crit, max(drain - ahead, MIN_SERVED_SHARE * drain), units)
+
     def _try_start(self, crit: Criticality, units: float, limit: float) -> bool:
         limiter = self.limiter
         if not self.settings.overshoot and limiter.inflight > 0 and limiter.inflight + units > limit:
             return False
-        return limiter.try_acquire(crit, units, limit)
+        if limiter.try_acquire(crit, units, limit):
+            self.starts[crit].on_complete(self.clock.now(), units)
+            return True
+        return False
 
     # -- the queue ----------------------------------------------------------------------------
     def _fail(self, waiting: Waiting[asyncio.Future[Ticket]], exc: Exception) -> None:

@@ -116,7 +116,7 @@ class SimGate(AdmissionGate):
                 self.last_full_reject_s[crit] = now
             raise Overloaded("The service is at capacity; try again shortly.", reason="overload",
                              retry_after_s=self.retry_after_s(crit, units))
-        wait_s = self.queue.estimated_wait_s(crit, self.drain.units_per_s(now), units)
+        wait_s = self.estimated_wait_s(crit, units, now)
         if not math.isfinite(wait_s):
             wait_s = 0.0
         if now + min(wait_s, s.max_queue_wait_s) + s.min_service_s >= deadline_s:

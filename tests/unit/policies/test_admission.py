@@ -233,3 +233,38 @@ async def test_no_latency_samples_while_the_gateway_itself_lags():
     handler, _ = _policy(clock, g, lag=0.0)
     await handler(make_request(principal=principal, now_s=clock.now()))
     assert len(g.limit.samples) == 1  # type: ignore[attr-defined]
+
+
+async def _busy_with(g: AdmissionGate, clock: FakeClock, crit: C, seconds: float) -> None:
+    """Keep the gate full of ``crit`` work, 10 units finishing every 0.1 s (100 units/s drained)."""
+    held = [await g.acquire(crit, 10, clock.now() + 60) for _ in range(10)]
+    end = clock.now() + seconds
+    while clock.now() < end:
+        clock.advance(0.1)
+        g.release(held.pop(0), rtt_s=None, dropped=False)
+        held.append(await g.acquire(crit, 10, clock.now() + 60))
+
+
+async def test_the_wait_estimate_counts_capacity_that_more_critical_work_takes_first():
+    clock = FakeClock()
+    g = gate(clock, max_queue_wait_s=1.0)
+    await _busy_with(g, clock, C.CRITICAL, 5.0)  # critical work starts as fast as the gate drains
+    now = clock.now()
+    assert g.drain.units_per_s(now) == pytest.approx(100, rel=0.2)
+    # For critical work the line is short; free work never gets the capacity: a long wait.
+    assert g.estimated_wait_s(C.CRITICAL, 10, now) == pytest.approx(0.1, rel=0.3)
+    assert g.estimated_wait_s(C.SHEDDABLE, 10, now) > 2.0
+    queued = asyncio.ensure_future(g.acquire(C.SHEDDABLE, 10, now + 60))  # one may wait: the line is empty
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded) as exc:  # the next is refused at once, not after a second in line
+        await g.acquire(C.SHEDDABLE, 10, now + 60)
+    assert exc.value.reason == "overload" and not queued.done()
+    queued.cancel()
+
+
+async def test_without_more_critical_arrivals_the_estimate_is_the_plain_drain():
+    clock = FakeClock()
+    g = gate(clock, max_queue_wait_s=1.0)
+    await _busy_with(g, clock, C.SHEDDABLE, 5.0)
+    now = clock.now()
+    assert g.estimated_wait_s(C.SHEDDABLE, 10, now) == pytest.approx(0.1, rel=0.3)

@@ -27,7 +27,7 @@ MIRRORED = {
 }
 
 FINGERPRINTS = {
-    "AdmissionGate.acquire": "5d1cc07d0a659054",
+    "AdmissionGate.acquire": "dd94cf3afeca09d4",
     "AdmissionPolicy.__call__": "4c9b3940afdcee8f",
     "AdmissionPolicy._sample": "287a77e44e6de8f0",
     "Router.__call__": "761070627bbf4b04",
