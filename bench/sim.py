@@ -84,9 +84,9 @@ def main() -> None:
                         f"{TARGET_S:.0f} s target")
     note = (f"\n\nscandal-surge (55 simulated minutes) with arrival rates and upstream capacity x{big:g}, over "
             f"{args.replicas} gateway replicas; {how}. Load average (1 min) {load_before[0]:.1f} before the runs "
-            f"and {load_after[0]:.1f} after, on {os.cpu_count()} cores: other work shared the machine when it is "
-            "above the runs' own share. \"requests\" are the HTTP requests that reached the replicas (users' "
-            "first attempts, their SDK retries, and the invalid-key flood); \"user requests\" the users' own; "
+            f"and {load_after[0]:.1f} after, on {os.cpu_count()} cores, of which the runs account for {args.jobs}: "
+            "the rest was other work on the machine. \"requests\" are the HTTP requests that reached the replicas "
+            "(users' first attempts, their SDK retries, and the invalid-key flood); \"user requests\" the users' own; "
             "\"cpu s\" the simulating process's own CPU time. Memory: compare max RSS at x"
             f"{big / 10:g} and x{big:g} (ten times the requests). At x{big:g}: " + "; ".join(verdicts) + ".")
     print(body + note)

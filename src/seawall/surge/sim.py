@@ -687,7 +687,8 @@ class Simulation:
             self._router_failed(req, (503, "all_ejected", 1.0, None, None))
             return
         attempts = router.retry.max_attempts
-        req.seq = (order * attempts)[: max(len(order), attempts)]
+        # (order * attempts)[: max(len(order), attempts)]; plan() returns a fresh list
+        req.seq = order if attempts <= len(order) else (order * attempts)[:attempts]
         req.pos = 0
         self._router_loop(req, None)
 

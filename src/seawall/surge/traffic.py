@@ -22,7 +22,7 @@ from seawall.surge.scenario import ClientBehaviour, Dist, RateConstant, Scenario
 
 __all__ = ["REQUEST_OVERHEAD_TOKENS", "Arrivals", "FloodArrivals", "Shape", "TierSource", "tier_sources"]
 
-_TABLE = 1024
+_TABLE = 1024  # TierSource.draw spells it out
 _SLICE_S = 5.0
 _MAX_SLICES = 512
 # The gateway estimates a prompt as len(body) // 4 (providers/openai.estimate_tokens). The live
@@ -158,15 +158,15 @@ class TierSource:
     def draw(self) -> tuple[int, int | None, int, bool, str]:
         """The next request's (prompt_tokens, max_tokens, completion_tokens, stream, model)."""
         rnd = self._random
-        prompt = self._prompt[int(rnd() * _TABLE)]
-        max_tokens = self._max[int(rnd() * _TABLE)] if self._max is not None else None
-        completion = self._completion[int(rnd() * _TABLE)]
+        prompt = self._prompt[int(rnd() * 1024)]  # _TABLE
+        max_tokens = self._max[int(rnd() * 1024)] if self._max is not None else None
+        completion = self._completion[int(rnd() * 1024)]
         stream = rnd() < self._stream
-        model = self._models[0][1]
         if self._choice:
             u = rnd()
-            model = next((name for acc, name in self._models if u < acc), self._models[-1][1])
-        return prompt, max_tokens, completion, stream, model
+            return prompt, max_tokens, completion, stream, next(
+                (name for acc, name in self._models if u < acc), self._models[-1][1])
+        return prompt, max_tokens, completion, stream, self._models[0][1]
 
     def shape(self) -> Shape:
         return Shape(*self.draw())
