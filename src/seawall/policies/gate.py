@@ -27,6 +27,7 @@ __all__ = ["AdmissionGate", "GateSettings", "Ticket"]
 _SATURATING = frozenset({"overload", "queue_delay", "queue_timeout", "displaced"})
 MAX_RETRY_AFTER_S = 60.0
 MIN_RETRY_AFTER_S = 0.25
+_CRITICAL = int(Criticality.CRITICAL)  # enum member lookups cost ~0.1 µs each on Python 3.11
 MIN_SERVED_SHARE = 0.02  # of the drain rate, assumed left for a criticality: a long but finite wait
 
 
@@ -91,10 +92,9 @@ class AdmissionGate:
         rejection in a millisecond beats one after half a second. Critical tiers are never
         saturated: they always get their place at the head of the queue.
         """
-        if crit >= Criticality.CRITICAL:
+        if crit >= _CRITICAL:
             return False
-        hold_s = self.settings.saturation_hold_s
-        return any(now_s - self.last_full_reject_s[c] < hold_s for c in range(crit, Criticality.CRITICAL))
+        return now_s - max(self.last_full_reject_s[crit:_CRITICAL]) < self.settings.saturation_hold_s
 
     async def acquire(self, crit: Criticality, units: float, deadline_s: float) -> Ticket:
         """Start now, wait (bounded), or raise :class:`Overloaded` at once."""

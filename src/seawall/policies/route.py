@@ -91,7 +91,10 @@ class Router:
         if len(group.deployments) == 1:
             return list(group.deployments)  # nothing to choose (its breaker is asked in attempt())
         by_name = {d.name: d for d in group.deployments}
-        members = [Member(d.name, d.is_open(now_s), d.breaker.failure_rate(now_s)) for d in group.deployments]
+        members = []
+        for d in group.deployments:  # badness only matters for an open breaker (ejection.py)
+            is_open = d.is_open(now_s)
+            members.append(Member(d.name, is_open, d.breaker.failure_rate(now_s) if is_open else 0.0))
         ejection = self.ejection.decide(members)
         cands = [by_name[m.name].candidate(not m.breaker_open, now_s) for m in members
                  if m.name not in ejection.ejected]
