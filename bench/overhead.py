@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _lab import closed_loop, open_loop, run_on_uvloop, start_gateway, start_mock, table, write_results
+from _lab import closed_loop, cpu_s, open_loop, run_on_uvloop, start_gateway, start_mock, table, write_results
 
 BODY = b'{"model":"chat","messages":[{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":16}'
 STREAM_BODY = (b'{"model":"chat","stream":true,"messages":[{"role":"user","content":"Say hello."}],'
@@ -90,7 +90,9 @@ async def run(args: argparse.Namespace) -> str:
         rss_load = rss_rest
         for rate in (1000, 1500, 2000, 2500, 3000, 3500, 4000):
             d = await open_loop(direct_url, BODY, headers, rate_per_s=rate, duration_s=dur)
+            cpu_before = cpu_s(gw.pid)
             g = await open_loop(gw_url, BODY, headers, rate_per_s=rate, duration_s=dur)
+            cpu_us = (cpu_s(gw.pid) - cpu_before) / max(1, g.ok) * 1e6
             rss_load = max(rss_load, gw.rss_mb())
             d_ok = d.ok >= 0.999 * d.sent and d.rps >= 0.95 * rate
             g_ok = g.ok >= 0.999 * g.sent and g.rps >= 0.95 * rate and g.p(0.99) <= 2 * low_p99
@@ -98,7 +100,7 @@ async def run(args: argparse.Namespace) -> str:
             direct_failed, gw_failed = direct_failed or not d_ok, gw_failed or not g_ok
             best_direct = rate if not direct_failed else best_direct
             best_gw = rate if not gw_failed else best_gw
-            rows.append([rate, d.rps, d.p(0.99), g.rps, g.p(0.99), f"{g.ok}/{g.sent}",
+            rows.append([rate, d.rps, d.p(0.99), g.rps, g.p(0.99), f"{g.ok}/{g.sent}", round(cpu_us),
                          "yes" if g_ok else "no"])
             if not g_ok and not d_ok:
                 break
@@ -106,7 +108,7 @@ async def run(args: argparse.Namespace) -> str:
             "### Highest open-loop rate with gateway p99 <= 2x its 500/s value "
             f"({2 * low_p99:.1f} ms)\n\n" + table(
                 ["offered/s", "direct ok/s", "direct p99", "gateway ok/s", "gateway p99", "gateway ok/sent",
-                 "within bound"], rows)
+                 "gateway CPU µs/request", "within bound"], rows)
             + f"\n\nGateway sustains **{best_gw}/s**: the highest rate at which it, and every lower rate, "
               f"stayed within the bound (direct path with the same generator: {best_direct}/s; the load "
               "generator and the mock share one core, so the direct figure is the harness's own ceiling). "
