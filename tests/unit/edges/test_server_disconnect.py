@@ -4,6 +4,7 @@ under any other ASGI server, through a task waiting for ``http.disconnect``."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,18 +78,27 @@ async def harness(tmp_path: Path):  # type: ignore[no-untyped-def]
     await h.runtime.stop()
 
 
-async def test_the_protocol_hook_cancels_the_request_and_its_upstream_call(harness: Harness) -> None:
-    hook = DisconnectHook()
-    received = 0
+def body_then(after: Callable[[], Awaitable[dict[str, Any]]]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """An ASGI ``receive``: the request body first, then whatever ``after`` says."""
+    calls = 0
 
     async def receive() -> dict[str, Any]:
-        nonlocal received
-        received += 1
-        if received == 1:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
             return {"type": "http.request", "body": BODY, "more_body": False}
+        return await after()
+
+    return receive
+
+
+async def test_the_protocol_hook_cancels_the_request_and_its_upstream_call(harness: Harness) -> None:
+    hook = DisconnectHook()
+
+    async def nothing_waits_here() -> dict[str, Any]:
         raise AssertionError("with the hook, nothing waits in receive()")
 
-    task = asyncio.create_task(harness.app(harness.scope(hook), receive, harness.send))
+    task = asyncio.create_task(harness.app(harness.scope(hook), body_then(nothing_waits_here), harness.send))
     await asyncio.wait_for(harness.upstream_started.wait(), 5)
     assert hook.callback is not None
     hook.callback()  # what HttpProtocol.connection_lost does
@@ -100,17 +110,12 @@ async def test_the_protocol_hook_cancels_the_request_and_its_upstream_call(harne
 
 async def test_without_the_hook_a_task_waits_for_http_disconnect(harness: Harness) -> None:
     gone = asyncio.Event()
-    received = 0
 
-    async def receive() -> dict[str, Any]:
-        nonlocal received
-        received += 1
-        if received == 1:
-            return {"type": "http.request", "body": BODY, "more_body": False}
+    async def disconnect() -> dict[str, Any]:
         await gone.wait()
         return {"type": "http.disconnect"}
 
-    task = asyncio.create_task(harness.app(harness.scope(None), receive, harness.send))
+    task = asyncio.create_task(harness.app(harness.scope(None), body_then(disconnect), harness.send))
     await asyncio.wait_for(harness.upstream_started.wait(), 5)
     gone.set()
     await asyncio.wait_for(harness.upstream_cancelled.wait(), 5)
