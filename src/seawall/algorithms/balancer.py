@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 LOW_HEADROOM = 0.1
+_exp, _INF = math.exp, math.inf
 
 
 class PeakEwma:
@@ -60,13 +61,15 @@ class PeakEwma:
         self._first_asked_s: float | None = None
 
     def _weight(self, now_s: float) -> float:
-        if self.stamp_s is None:
+        stamp_s = self.stamp_s
+        if stamp_s is None:
             # Never sampled: the initial guess decays from the first time anyone asked, so a
             # deployment that has never answered is eventually tried rather than starved forever.
             if self._first_asked_s is None:
                 self._first_asked_s = now_s
-            return math.exp(-max(0.0, now_s - self._first_asked_s) / self.decay_s)
-        return math.exp(-max(0.0, now_s - self.stamp_s) / self.decay_s)
+            stamp_s = self._first_asked_s
+        age_s = now_s - stamp_s
+        return _exp(-(age_s if age_s > 0.0 else 0.0) / self.decay_s)
 
     def observe(self, now_s: float, rtt_s: float) -> None:
         """Record one round trip of ``rtt_s`` seconds, finished at ``now_s``."""
@@ -83,7 +86,7 @@ class PeakEwma:
 
     def cost(self, now_s: float, inflight: float) -> float:
         """Expected wait if sent here now: ``rtt_s(now_s) * (inflight + 1)``."""
-        return self.rtt_s(now_s) * (inflight + 1.0)
+        return self.estimate_s * self._weight(now_s) * (inflight + 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +113,7 @@ def eligible(cands: Sequence[Candidate], *, low_headroom: float = LOW_HEADROOM) 
     if not cands:
         return []
     pool = [c for c in cands if c.healthy] or list(cands)
-    top = min(c.priority for c in pool)
+    top = min([c.priority for c in pool])
     tier = [c for c in pool if c.priority == top]
     return [c for c in tier if c.headroom >= low_headroom] or tier
 
@@ -192,5 +195,6 @@ def failover_order(
     """
     skip = first.name if first is not None else None
     rest = [c for c in cands if c.name != skip]
-    rest.sort(key=lambda c: (not c.healthy, c.priority, c.headroom < low_headroom, _load(c)))
+    rest.sort(key=lambda c: (not c.healthy, c.priority, c.headroom < low_headroom,
+                             c.inflight_units / c.weight if c.weight > 0 else _INF))  # _load, inlined
     return rest

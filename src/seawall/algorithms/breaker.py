@@ -50,6 +50,10 @@ class BreakerState(enum.Enum):
     HALF_OPEN = "half_open"
 
 
+# Enum member lookups cost ~0.1 µs each on Python 3.11, and the router asks every breaker per request.
+_CLOSED, _OPEN, _HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
+_SUCCESS, _FAILURE = Outcome.SUCCESS, Outcome.FAILURE
+
 @dataclass(frozen=True, slots=True)
 class Permit:
     """Leave to send one attempt; hand it back to :meth:`CircuitBreaker.on_result`.
@@ -146,7 +150,7 @@ class CircuitBreaker:
         caller should apply its own minimum (e.g. 1 s) rather than trust a number from here.
         """
         self._tick(now_s)
-        if self._state is BreakerState.OPEN:
+        if self._state is _OPEN:
             return self._open_until_s - now_s
         return 0.0
 
@@ -169,9 +173,9 @@ class CircuitBreaker:
         reported or ``probe_lease_s`` passes.
         """
         self._tick(now_s)
-        if self._state is BreakerState.CLOSED:
+        if self._state is _CLOSED:
             return self._closed_permit
-        if self._state is BreakerState.OPEN or len(self._probes) >= self.half_open_max_probes:
+        if self._state is _OPEN or len(self._probes) >= self.half_open_max_probes:
             return None
         probe_id = self._next_probe_id
         self._next_probe_id += 1
@@ -192,19 +196,19 @@ class CircuitBreaker:
         if permit.probe:
             if self._probes.pop(permit.probe_id, None) is None:
                 return  # lease already expired
-            if outcome is Outcome.SUCCESS:
+            if outcome is _SUCCESS:
                 self._probe_successes += 1
                 if self._probe_successes >= self.probe_successes_to_close:
                     self._close()
-            elif outcome is Outcome.FAILURE:
+            elif outcome is _FAILURE:
                 self._open_duration_s = min(self._open_duration_s * 2.0, self.max_open_s)
                 self._open(now_s)
             return
         # Same generation and not a probe: the breaker is closed.
-        if outcome is Outcome.SUCCESS:
+        if outcome is _SUCCESS:
             self._window.add(now_s, _ATTEMPTS)
             self._consecutive = 0
-        elif outcome is Outcome.FAILURE:
+        elif outcome is _FAILURE:
             self._window.add(now_s, _ATTEMPTS)
             self._window.add(now_s, _FAILURES)
             self._consecutive += 1
@@ -220,10 +224,10 @@ class CircuitBreaker:
         return self._window.total(now_s, _FAILURES) >= self.failure_rate_threshold * attempts
 
     def _tick(self, now_s: float) -> None:
-        if self._state is BreakerState.OPEN:
+        if self._state is _OPEN:
             if now_s >= self._open_until_s:
-                self._enter(BreakerState.HALF_OPEN)
-        elif self._state is BreakerState.HALF_OPEN and self._probes:
+                self._enter(_HALF_OPEN)
+        elif self._state is _HALF_OPEN and self._probes:
             expired = [pid for pid, until_s in self._probes.items() if until_s <= now_s]
             for pid in expired:
                 del self._probes[pid]
@@ -235,11 +239,11 @@ class CircuitBreaker:
         self._probe_successes = 0
 
     def _open(self, now_s: float) -> None:
-        self._enter(BreakerState.OPEN)
+        self._enter(_OPEN)
         self._open_until_s = now_s + self._open_duration_s
 
     def _close(self) -> None:
-        self._enter(BreakerState.CLOSED)
+        self._enter(_CLOSED)
         self._closed_permit = Permit(probe=False, generation=self._generation)
         self._window.clear()
         self._consecutive = 0

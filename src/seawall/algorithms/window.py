@@ -6,6 +6,8 @@ import math
 
 __all__ = ["SlidingCounts"]
 
+_floor = math.floor
+
 
 class SlidingCounts:
     """Integer counters over a sliding time window, kept in a ring of fixed-width buckets.
@@ -39,7 +41,7 @@ class SlidingCounts:
         return self.n_buckets * self.bucket_s
 
     def _advance(self, now_s: float) -> int:
-        epoch = math.floor(now_s / self.bucket_s)
+        epoch = _floor(now_s / self.bucket_s)
         last = self._epoch
         if last is None:
             self._epoch = epoch
@@ -58,13 +60,20 @@ class SlidingCounts:
 
     def add(self, now_s: float, channel: int, n: int = 1) -> None:
         """Count ``n`` events on ``channel`` at ``now_s``."""
-        epoch = self._advance(now_s)
+        epoch = _floor(now_s / self.bucket_s)
+        last = self._epoch
+        if last is None or epoch > last:
+            epoch = self._advance(now_s)
+        else:
+            epoch = last  # _advance would change nothing
         self._counts[(epoch % self.n_buckets) * self.channels + channel] += n
         self._totals[channel] += n
 
     def total(self, now_s: float, channel: int) -> int:
         """Events on ``channel`` within the window ending at ``now_s``."""
-        self._advance(now_s)
+        last = self._epoch
+        if last is None or _floor(now_s / self.bucket_s) > last:  # else _advance would change nothing
+            self._advance(now_s)
         return self._totals[channel]
 
     def clear(self) -> None:

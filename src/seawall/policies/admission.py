@@ -32,6 +32,7 @@ from seawall.policies.route import Router, client_retry_count, work_units
 
 __all__ = ["AdmissionPolicy", "effective_criticality", "service_tier_of"]
 
+_CRITICAL = int(Criticality.CRITICAL)  # enum member lookups cost ~0.1 µs each on Python 3.11
 SAMPLE_MAX_LOOP_LAG_S = 0.01  # above this event-loop lag, latency samples say nothing about upstreams
 
 
@@ -88,13 +89,15 @@ class AdmissionPolicy:
                 raise self._shed("*", crit, Overloaded(
                     "The gateway is overloaded; try again shortly.", reason="gateway_overload",
                     retry_after_s=max(1.0, 10 * lag)))
-        if self.gates and crit < Criticality.CRITICAL:
+        if crit < _CRITICAL and self.gates:
             now = self.clock.now()
-            if all(gate.saturated(crit, now) and len(gate.queue) > 0 for gate in self.gates.values()):
-                gate = next(iter(self.gates.values()))
-                raise self._shed("*", crit, Overloaded(
-                    "The service is at capacity; try again shortly.", reason="overload",
-                    retry_after_s=gate.retry_after_s(crit, 0.0)))
+            for gate in self.gates.values():  # every gate refusing this criticality (saturated() is pure)
+                if not len(gate.queue) or not gate.saturated(crit, now):
+                    return
+            gate = next(iter(self.gates.values()))
+            raise self._shed("*", crit, Overloaded(
+                "The service is at capacity; try again shortly.", reason="overload",
+                retry_after_s=gate.retry_after_s(crit, 0.0)))
 
     async def __call__(self, request: Request, next_handler: Handler) -> Response:
         principal = request.principal

@@ -88,20 +88,24 @@ class Router:
 
     def plan(self, group: ModelGroup, now_s: float) -> list[DeploymentHandle]:
         """Deployments in the order to try: the balancer's pick, then failover order."""
-        if len(group.deployments) == 1:
-            return list(group.deployments)  # nothing to choose (its breaker is asked in attempt())
-        by_name = {d.name: d for d in group.deployments}
-        members = []
-        for d in group.deployments:  # badness only matters for an open breaker (ejection.py)
-            is_open = d.is_open(now_s)
-            members.append(Member(d.name, is_open, d.breaker.failure_rate(now_s) if is_open else 0.0))
-        ejection = self.ejection.decide(members)
-        cands = [by_name[m.name].candidate(not m.breaker_open, now_s) for m in members
-                 if m.name not in ejection.ejected]
+        deployments = group.deployments
+        if len(deployments) == 1:
+            return list(deployments)  # nothing to choose (its breaker is asked in attempt())
+        by_name = {d.name: d for d in deployments}
+        opened = [d.is_open(now_s) for d in deployments]
+        if True in opened:  # badness only matters for an open breaker (ejection.py)
+            members = [Member(d.name, is_open, d.breaker.failure_rate(now_s) if is_open else 0.0)
+                       for d, is_open in zip(deployments, opened, strict=True)]
+            ejected = self.ejection.decide(members).ejected
+            cands = [by_name[d.name].candidate(not is_open, now_s)
+                     for d, is_open in zip(deployments, opened, strict=True) if d.name not in ejected]
+        else:  # no breaker open: the guard would eject nothing
+            cands = [by_name[d.name].candidate(True, now_s) for d in deployments]
         first = self._pick(group.balancing, cands, now_s)
         rest = failover_order(cands, first)
-        ordered = ([first] if first is not None else []) + rest
-        return [by_name[c.name] for c in ordered]
+        if first is not None:
+            rest.insert(0, first)
+        return [by_name[c.name] for c in rest]
 
     def _pick(self, balancing: str, cands: list[Candidate], now_s: float) -> Candidate | None:
         if balancing == "weighted":

@@ -185,3 +185,18 @@ async def test_model_checks():
     with pytest.raises(InvalidRequest) as exc:
         await r(req(clock, body=b'{"model":"e","messages":[{"role":"user","content":"x"}]}'))
     assert exc.value.code == "wrong_model_kind"
+
+
+def test_a_deployment_candidate_is_reused_only_while_nothing_it_holds_changed():
+    clock = FakeClock()
+    dep = DeploymentHandle("a", Script("a", []), CircuitBreaker(), clock)
+    first = dep.candidate(True, clock.now())
+    assert dep.candidate(True, clock.now()) is first  # nothing changed: the same snapshot
+    dep.inflight_units += 5.0
+    busy = dep.candidate(True, clock.now())
+    assert busy.inflight_units == 5.0 and first.inflight_units == 0.0  # snapshots never change
+    assert not dep.candidate(False, clock.now()).healthy
+    dep.cooldown_until_s = clock.now() + 1.0
+    assert not dep.candidate(True, clock.now()).healthy  # cooling after a 429
+    dep.headroom = 0.05
+    assert dep.candidate(True, clock.now()).headroom == 0.05
