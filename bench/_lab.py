@@ -164,11 +164,11 @@ async def _one(client: HttpClient, url: str, body: bytes, headers: dict[str, str
         resp = await client.post(url, body, headers, connect_s=timeout_s, read_s=timeout_s, total_s=timeout_s,
                                  stream=first_byte)
         if first_byte and resp.status == 200:
-            seen = b""
+            seen = False
             async for chunk in resp.chunks():
                 if not seen and b'"content":"tok' in chunk:
                     samples.add(200, time.perf_counter() - start_s)  # the first content token
-                    seen = b"x"
+                    seen = True
             if not seen:
                 samples.add(0, time.perf_counter() - start_s)
         else:

@@ -377,3 +377,62 @@ async def test_https_verifies_the_server_certificate(client, tmp_path) -> None: 
         assert plain.connections == 1  # the refused handshake never reached it; then one kept alive
     finally:
         server.close()
+
+
+async def test_a_slow_stream_consumer_pauses_the_socket_and_loses_nothing(client) -> None:  # type: ignore[no-untyped-def]
+    from seawall.edges.upstreams import http1
+
+    piece = b"x" * 65536
+    count = 3 * http1.HIGH_WATER // len(piece)  # three times what may wait for the consumer
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (count * len(piece)))
+        for _ in range(count):
+            writer.write(piece)
+            await writer.drain()
+
+    async with Server(flood) as server:
+        resp = await post(client(server.url), stream=True)
+        pieces = resp.chunks()
+        got = [await pieces.__anext__()]
+        for _ in range(100):  # the consumer sleeps; the client stops reading past the high-water mark
+            await asyncio.sleep(0.01)
+            if resp._conn is not None and resp._conn.paused:
+                break
+        assert resp._conn is not None and resp._conn.paused
+        assert resp._buffered <= http1.HIGH_WATER + 256 * 1024  # plus at most one socket read (256 KiB)
+        got += [p async for p in pieces]
+        assert len(b"".join(got)) == count * len(piece) and resp.complete
+
+
+async def test_idle_connections_expire_after_keepalive(client) -> None:  # type: ignore[no-untyped-def]
+    async with Server(ok()) as server:
+        c = client(server.url, keepalive_s=0.05)
+        for _ in range(2):
+            resp = await post(c)
+            assert await resp.read() == BODY
+            resp.release()
+            await asyncio.sleep(0.15)
+        assert server.connections == 2
+
+
+async def test_a_stream_that_never_ends_after_release_is_closed_after_the_drain_time(  # type: ignore[no-untyped-def]
+        client, monkeypatch) -> None:
+    from seawall.edges.upstreams import http1
+
+    monkeypatch.setattr(http1, "DRAIN_S", 0.1)
+    gone = asyncio.Event()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\n[DONE]\r\n")
+        await writer.drain()
+        await reader.read()  # until the client closes
+        gone.set()
+
+    async with Server(endless) as server:
+        c = client(server.url)
+        resp = await post(c, stream=True)
+        assert await resp.chunks().__anext__() == b"[DONE]"
+        resp.release()
+        await asyncio.wait_for(gone.wait(), 2)
+        assert c._open == 0 and not c._idle

@@ -13,8 +13,8 @@ parser (llhttp, the parser uvicorn already uses for the server side):
 - cancellation: closing a response that was not read to its end, or cancelling the task awaiting
   it, closes the connection, so the upstream sees the disconnect and stops generating;
 - bounded memory: response heads up to ``MAX_HEAD_BYTES``, buffered bodies up to
-  ``max_body_bytes``; a stream stops reading from the socket while ``HIGH_WATER`` bytes wait for
-  the consumer;
+  ``max_body_bytes``; a stream stops reading from the socket once over ``HIGH_WATER`` bytes wait
+  for the consumer (so at most that plus one socket read, 256 KiB, are buffered);
 - ``gzip``/``deflate`` bodies are decoded (``identity`` is asked for, but not every server obliges).
 
 Failures are :class:`HttpError` subclasses whose ``kind`` is what the response classifier reads:
@@ -125,12 +125,10 @@ class HttpResponse:
                 if conn is not None and conn.paused:
                     conn.resume()
                 yield data
-            elif self._done:
-                if self._error is not None:
-                    raise self._error
-                return
             elif self._error is not None:
                 raise self._error
+            elif self._done:
+                return
             else:
                 await self._wait()
 
