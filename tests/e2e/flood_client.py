@@ -1,6 +1,6 @@
 """A flood of sheddable requests for the lane test: closed loop, many connections, bounded in time.
 
-    python flood_client.py URL KEY SECONDS CONNECTIONS
+    python flood_client.py URL KEY SECONDS CONNECTIONS [MODEL]
 Prints one JSON line: {"sent": N, "statuses": {...}, "median_s": S}.
 """
 
@@ -14,8 +14,8 @@ import aiohttp
 PAD = "x" * 2000  # a body worth parsing
 
 
-async def main(url: str, key: str, seconds: float, connections: int) -> None:
-    body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": PAD}], "max_tokens": 16}).encode()
+async def main(url: str, key: str, seconds: float, connections: int, model: str = "chat") -> None:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": PAD}], "max_tokens": 16}).encode()
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     statuses: dict[str, int] = {}
     latencies: list[float] = []
@@ -44,4 +44,4 @@ async def main(url: str, key: str, seconds: float, connections: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])))
+    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:6]))

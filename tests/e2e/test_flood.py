@@ -26,11 +26,16 @@ BODY = b'{"model":"chat","messages":[{"role":"user","content":"status"}],"max_to
 @pytest.fixture(scope="module")
 def laned(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("flood")
+    # Two upstreams, so that what the critical lane measures is the gateway's bulkhead, not the
+    # queue in front of one mock process that is also answering the whole flood. The flood's
+    # upstream answers at once, so the closed-loop flood runs as fast as the public listener's CPU.
     mock = start_mock(tmp, "--base-latency-s", "0.2", "--tokens-per-s", "0")
+    bulk = start_mock(tmp, "--base-latency-s", "0", "--tokens-per-s", "0")
     lane_port = free_port()
     config = {
         "server": {"lanes": [{"name": "critical", "port": lane_port, "min_criticality": "critical"}]},
-        "models": [{"name": "chat", "deployments": [{"name": "m", "base_url": mock.url + "/v1"}]}],
+        "models": [{"name": "chat", "deployments": [{"name": "m", "base_url": mock.url + "/v1"}]},
+                   {"name": "bulk", "deployments": [{"name": "b", "base_url": bulk.url + "/v1"}]}],
     }
     gw = start_gateway(tmp, config, tiers=("api", "free"))
     lane_url = f"http://127.0.0.1:{lane_port}"
@@ -46,6 +51,7 @@ def laned(tmp_path_factory):
     yield gw, lane_url
     gw.stop()
     mock.stop()
+    bulk.stop()
 
 
 async def _critical(url: str, key: str, rate: float, seconds: float) -> list[tuple[int, float]]:
@@ -79,9 +85,13 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _p99(rows):
+def _quantile(rows, q: float) -> float:
     lat = sorted(latency for status, latency in rows if status == 200)
-    return lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+    return lat[min(len(lat) - 1, int(q * len(lat)))]
+
+
+def _p99(rows):
+    return _quantile(rows, 0.99)
 
 
 def test_lane_refuses_keys_below_its_criticality(laned):
@@ -98,7 +108,7 @@ def test_critical_lane_holds_while_the_public_listener_is_flooded(laned):
     assert all(status == 200 for status, _ in baseline)
     unloaded_p99 = _p99(baseline)
     floods = [subprocess.Popen(["nice", "-n", "10", sys.executable, str(FLOOD), gw.url + "/v1/chat/completions",
-                                gw.keys["free"], "8", "64"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                                gw.keys["free"], "8", "64", "bulk"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
               for _ in range(3)]
     try:
         time.sleep(1.0)  # let the flood build up
@@ -117,9 +127,13 @@ def test_critical_lane_holds_while_the_public_listener_is_flooded(laned):
           f"{sum(1 for s, _ in shared if s == 200)}/{len(shared)} ok, p99 {1000 * _p99(shared):.0f} ms; "
           f"flood: {flood_sent} requests, {[o.get('statuses') for o in outputs]}")
     assert ok == len(during), [row for row in during if row[0] != 200][:5]
-    assert _p99(during) <= 2 * unloaded_p99, (_p99(during), unloaded_p99)
-    # The flood really was more than the public listener could parse: a rejection costs it about a
-    # millisecond of CPU, yet the flood's requests waited tens of milliseconds in line for it.
+    # With 100 samples the p99 is one request, and one scheduler stall on a shared two-core machine
+    # decides it: the bound on the p95 is the tight one, the one on the slowest request generous.
+    assert _quantile(during, 0.95) <= 1.5 * unloaded_p99, (_quantile(during, 0.95), unloaded_p99)
+    assert _p99(during) <= 3 * unloaded_p99, (_p99(during), unloaded_p99)
+    # The flood really was more than the public listener could parse: its upstream answers at once
+    # and a request costs the listener well under a millisecond of CPU, yet the flood's requests
+    # waited tens of milliseconds in line for it.
     assert flood_sent > 2000
     flood_median_s = min(o.get("median_s", 0.0) for o in outputs)
     assert flood_median_s > 0.01, flood_median_s
