@@ -35,6 +35,18 @@ def test_sim_scales_a_shipped_scenario(tmp_path, capsys):
     assert results["runs"][0]["summary"]["api"]["requests"] > 0
 
 
+def test_sim_in_shards(tmp_path, tiny_file, capsys):
+    assert main(["surge", "sim", str(tiny_file), "--replicas", "4", "--shards", "2", "--processes", "2",
+                 "--out", str(tmp_path), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "over 4 replicas in 2 shards" in captured.err
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["runs"][0]["meta"]["shards"] == 2
+    assert results["runs"][0]["summary"]["api"]["requests"] > 0
+    assert main(["surge", "sim", str(tiny_file), "--replicas", "2", "--shards", "3", "--out", str(tmp_path)]) == 2
+    assert "shards must be between 1 and the number of replicas (2)" in capsys.readouterr().err
+
+
 def test_invalid_scenarios_list_every_problem(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**TINY, "phases": [{"name": "x", "duration_s": 0, "rates": {"ghost": 1}}]}))

@@ -42,6 +42,10 @@ def add_parser(subparsers: Any) -> None:
     sim = sub.add_parser("sim", help="simulate a scenario (no network, deterministic for a seed)")
     common(sim)
     sim.add_argument("--replicas", type=int, help="gateway replicas (default: the scenario's)")
+    sim.add_argument("--shards", type=int, default=1,
+                     help="cut a large run into N shards run in parallel, each with its share of the replicas, "
+                          "the traffic and every upstream's slots (default 1: one run, slots pooled)")
+    sim.add_argument("--processes", type=int, help="processes for the shards (default: one per core)")
     sim.set_defaults(func=cmd_sim)
 
     run = sub.add_parser("run", help="replay a scenario live against a gateway on loopback")
@@ -142,13 +146,15 @@ def _sim_run(scenario: Any, profile: str, replicas: int | None, seed: int | None
     from seawall.surge.report import run_json
     from seawall.surge.sim import simulate
 
-    result = simulate(scenario, profile, replicas=replicas, seed=seed, bucket_s=bucket_s)
-    meta = {"replicas": result.replicas, "seed": result.seed, "time_scale": args.time_scale,
+    result = simulate(scenario, profile, replicas=replicas, seed=seed, bucket_s=bucket_s,
+                      shards=getattr(args, "shards", 1), processes=getattr(args, "processes", None))
+    meta = {"replicas": result.replicas, "shards": result.shards, "seed": result.seed, "time_scale": args.time_scale,
             "load_scale": args.load_scale, "wall_s": round(result.wall_s, 2), "requests": result.requests,
             "user_requests": result.user_requests, "events": result.events, "upstream": result.upstream,
             "retry_budget": result.budget}
     print(f"simulated {scenario.name} under {profile}: {result.requests:,} requests "
-          f"({result.user_requests:,} from users) over {result.replicas} replicas in {result.wall_s:.1f} s "
+          f"({result.user_requests:,} from users) over {result.replicas} replicas "
+          f"{f'in {result.shards} shards ' if result.shards > 1 else ''}in {result.wall_s:.1f} s "
           f"({result.requests / max(result.wall_s, 1e-9):,.0f} requests/s)", file=sys.stderr)
     return run_json(scenario, result.recorder, mode="sim", profile=profile, meta=meta)
 

@@ -292,8 +292,8 @@ def render_html(results: dict[str, Any]) -> str:
 
 def _meta_line(run: dict[str, Any]) -> str:
     m = run["meta"]
-    bits = [f"{k}={v}" for k, v in m.items() if k in ("replicas", "seed", "time_scale", "load_scale", "wall_s",
-                                                        "requests", "target")]
+    shown = ("replicas", "shards", "seed", "time_scale", "load_scale", "wall_s", "requests", "target")
+    bits = [f"{k}={v}" for k, v in m.items() if k in shown]
     return escape(", ".join(bits))
 
 

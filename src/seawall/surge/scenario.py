@@ -16,8 +16,9 @@ never scaled.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -515,12 +516,10 @@ class Scenario(_Strict):
             return self
         data = self.model_dump(mode="python", by_alias=True)
         ts, ls = time_scale, load_scale
+        _scale_rates(data, ls)
         for phase in data["phases"]:
             phase["duration_s"] *= ts
             for rate in phase["rates"].values():
-                for key in ("per_s", "start_per_s", "end_per_s", "base_per_s", "peak_per_s", "mean_per_s"):
-                    if key in rate:
-                        rate[key] *= ls
                 for key in ("peak_at_s", "rise_s", "decay_s", "period_s"):
                     if key in rate:
                         rate[key] *= ts
@@ -530,7 +529,6 @@ class Scenario(_Strict):
         for event in data["events"]:
             event["at_s"] *= ts
             if event["kind"] == "invalid_key_flood":
-                event["per_s"] *= ls
                 event["duration_s"] *= ts
             if event["kind"] == "capacity_added":
                 event["max_in_flight"] = max(1, round(event["max_in_flight"] * ls))
@@ -538,6 +536,52 @@ class Scenario(_Strict):
         if data.get("recovery_from_s") is not None:
             data["recovery_from_s"] *= ts
         return Scenario.model_validate(data)
+
+    def split(self, parts: Sequence[int]) -> list[Scenario]:
+        """The scenario cut into ``len(parts)`` shares that together make the whole: share ``i``
+        gets ``parts[i] / sum(parts)`` of every arrival rate (floods too) and the same proportion,
+        in whole slots, of every upstream's capacity (``max_in_flight``, capacity added); the slots
+        of a deployment add up to its own exactly. The simulator runs shards of a large run this way
+        (``surge sim --shards``), ``parts`` being the replicas in each. Every deployment needs at
+        least one slot per share."""
+        if not parts or any(p < 1 for p in parts):
+            raise ValueError("parts must be positive")
+        total = sum(parts)
+        edges = [0, *itertools.accumulate(parts)]
+
+        def cut(n: int, where: str) -> list[int]:
+            out = [n * b // total - n * a // total for a, b in itertools.pairwise(edges)]
+            if min(out) < 1:
+                raise ValueError(f"{where}: {n} slots cannot be split into {len(parts)} shares "
+                                 f"of {', '.join(map(str, parts))} replicas (use fewer shards)")
+            return out
+
+        caps = {(m, d): cut(dep.max_in_flight, f"upstream.models[{m}].deployments[{d}].max_in_flight")
+                for m, model in enumerate(self.upstream.models) for d, dep in enumerate(model.deployments)}
+        added = {e: cut(event.max_in_flight, f"events[{e}].max_in_flight")
+                 for e, event in enumerate(self.events) if isinstance(event, CapacityAdded)}
+        shares = []
+        for i, part in enumerate(parts):
+            data = self.model_dump(mode="python", by_alias=True)
+            _scale_rates(data, part / total)
+            for (m, d), slots in caps.items():
+                data["upstream"]["models"][m]["deployments"][d]["max_in_flight"] = slots[i]
+            for e, slots in added.items():
+                data["events"][e]["max_in_flight"] = slots[i]
+            shares.append(Scenario.model_validate(data))
+        return shares
+
+
+def _scale_rates(data: dict[str, Any], factor: float) -> None:
+    """Multiply every arrival rate of a dumped scenario, the invalid-key floods' too, by ``factor``."""
+    for phase in data["phases"]:
+        for rate in phase["rates"].values():
+            for key in ("per_s", "start_per_s", "end_per_s", "base_per_s", "peak_per_s", "mean_per_s"):
+                if key in rate:
+                    rate[key] *= factor
+    for event in data["events"]:
+        if event["kind"] == "invalid_key_flood":
+            event["per_s"] *= factor
 
 
 # -- loading -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 __all__ = ["OUTCOMES", "LogHistogram", "Recorder"]
@@ -101,6 +101,12 @@ class _Coarse:
         i = int(math.log(value_s / _LO_S) * _INV_LOG_COARSE) + 1 if value_s > _LO_S else 0
         self.counts[i] = self.counts.get(i, 0) + 1
         self.n += 1
+
+    def merge(self, other: _Coarse) -> None:
+        counts = self.counts
+        for i, c in other.counts.items():
+            counts[i] = counts.get(i, 0) + c
+        self.n += other.n
 
     def quantile(self, q: float) -> float:
         if not self.n:
@@ -219,6 +225,40 @@ class Recorder:
             series = self.gauges[name] = [None] * self.n
         series[self.bucket(t_s)] = value
 
+    def merge(self, others: Sequence[Recorder], gauge: Callable[[str, list[float | None]], float | None]) -> None:
+        """Add what ``others`` recorded (the other shards of one simulated run: same tiers, same
+        buckets) to this recorder. Counts and histograms add up; a gauge's value in a bucket is
+        ``gauge(name, values)``, one value per recorder (this one first), each recorder's series
+        carried forward past its last sample (a shard that finished early still has its capacity)."""
+        for other in others:
+            if other.tier_names != self.tier_names or other.bucket_s != self.bucket_s or other.n != self.n:
+                raise ValueError("only shards of one run merge: tiers and buckets must be the same")
+        for other in others:
+            for mine, theirs in zip(self.tiers, other.tiers, strict=True):
+                for name in ("arrivals", "offered", "admitted", "user_ok", "user_fail"):
+                    _add_into(getattr(mine, name), getattr(theirs, name))
+                for outcome, series in theirs.outcomes.items():
+                    _add_into(mine.outcomes[outcome], series)
+                pairs = ((mine.reasons, theirs.reasons), (mine.user_fail_reasons, theirs.user_fail_reasons))
+                for counts, more in pairs:
+                    for key, value in more.items():
+                        counts[key] = counts.get(key, 0) + value
+                mine.latency.merge(theirs.latency)
+                mine.ttft.merge(theirs.ttft)
+                for coarse, more_coarse in zip(mine.coarse, theirs.coarse, strict=True):
+                    coarse.merge(more_coarse)
+            for key, series in other.reason_series.items():
+                _add_into(self.reason_series.setdefault(key, [0] * self.n), series)
+            _add_into(self.gateway_requests, other.gateway_requests)
+            _add_into(self.upstream_attempts, other.upstream_attempts)
+            self.end_s = max(self.end_s, other.end_s)
+        names = sorted({name for r in (self, *others) for name in r.gauges})
+        for name in names:
+            raw = [r.gauges.get(name) or [None] * self.n for r in (self, *others)]
+            filled = [_carried(series) for series in raw]
+            self.gauges[name] = [gauge(name, [f[b] for f in filled]) if any(r[b] is not None for r in raw) else None
+                                 for b in range(self.n)]
+
     # -- reading ---------------------------------------------------------------------------------
 
     def used_buckets(self) -> int:
@@ -309,6 +349,23 @@ class Recorder:
                 "attempts_series": self.upstream_attempts[:n],
             },
         }
+
+
+def _add_into(into: list[int], more: list[int]) -> None:
+    for i, v in enumerate(more):
+        if v:
+            into[i] += v
+
+
+def _carried(series: list[float | None]) -> list[float | None]:
+    """``series`` with each gap after its first value filled with the value before it."""
+    out: list[float | None] = []
+    last = None
+    for v in series:
+        if v is not None:
+            last = v
+        out.append(last)
+    return out
 
 
 def _num(value: float) -> float | None:

@@ -136,3 +136,68 @@ def test_events_run_in_time_order_and_first_in_first_out_at_one_instant(tiny_sce
     sim.run()
     assert seen == [(0.001, "a"), (0.001, "a1"), (0.001, "a2"), (0.001, "a3"), (0.001, "a4"), (0.0015, "b"),
                     (0.002, "c"), (0.002, "d")]
+
+
+# -- shards ------------------------------------------------------------------------------------
+
+
+def test_split_shares_rates_and_every_slot_exactly():
+    s = tiny(upstream={"models": [{"name": "chat", "deployments": [
+                 {"name": "a", "max_in_flight": 9, "base_latency_s": 0.2, "tokens_per_s": 0}]}]},
+             events=[{"at_s": 5, "kind": "capacity_added", "deployment": "a", "max_in_flight": 7, "cold_start_s": 1},
+                     {"at_s": 5, "kind": "invalid_key_flood", "per_s": 30, "duration_s": 5, "addresses": 3}])
+    shares = s.split([2, 1, 2])
+    assert [sh.upstream.models[0].deployments[0].max_in_flight for sh in shares] == [3, 2, 4]
+    assert [sh.events[0].max_in_flight for sh in shares] == [2, 2, 3]
+    assert [sh.events[1].per_s for sh in shares] == pytest.approx([12, 6, 12])
+    assert sum(sh.expected_requests() for sh in shares) == pytest.approx(s.expected_requests())
+    assert shares[1].phases[1].rates["free"].end_per_s == pytest.approx(240 / 5)
+    with pytest.raises(ValueError, match=r"upstream.models\[0\].deployments\[0\].max_in_flight: 9 slots cannot"):
+        s.split([1] * 10)
+
+
+def test_shards_are_deterministic_whatever_the_processes(tiny_scenario):
+    one = simulate(tiny_scenario, "seawall", replicas=4, seed=3, shards=2, processes=1)
+    two = simulate(tiny_scenario, "seawall", replicas=4, seed=3, shards=2, processes=2)  # child processes
+    assert json.dumps(one.recorder.to_json()) == json.dumps(two.recorder.to_json())
+    assert (one.requests, one.events, one.upstream, one.budget) == (two.requests, two.events, two.upstream, two.budget)
+    assert two.shards == 2 and two.replicas == 4
+    whole = simulate(tiny_scenario, "seawall", replicas=4, seed=3)
+    assert json.dumps(whole.recorder.to_json()) != json.dumps(two.recorder.to_json())
+
+
+@pytest.mark.parametrize("profile", ["seawall", "naive"])
+def test_shards_add_up_to_one_run(tiny_scenario, profile):
+    r = simulate(tiny_scenario, profile, replicas=4, shards=2, processes=1)
+    for i, tier in enumerate(r.tiers):
+        tr = r.recorder.tiers[i]
+        if tier == INVALID_TIER:
+            continue
+        assert sum(tr.user_ok) + sum(tr.user_fail) == sum(tr.arrivals) > 0
+        assert sum(sum(v) for v in tr.outcomes.values()) == sum(tr.offered)
+        assert tr.latency.n == sum(tr.user_ok) == sum(c.n for c in tr.coarse)
+    assert r.requests == sum(sum(t.offered) for t in r.recorder.tiers)
+    assert r.upstream["a"]["capacity_final"] == 8
+    caps = {v for v in r.recorder.gauges["upstream_capacity.a"] if v is not None}
+    assert caps == {8.0}  # the shards' shares add up to the deployment, to the last bucket
+    budget = r.budget
+    assert budget["amplification"] == pytest.approx((budget["requests"] + budget["retries"]) / budget["requests"])
+
+
+def test_shards_tell_the_same_story_as_one_run(tiny_scenario):
+    """Four replicas in two shards of two: each shard gets half the traffic and half of every
+    upstream's slots; what that changes (slots no longer pooled) stays within a few points here."""
+    s = tiny(upstream=TWO_DEPLOYMENTS)
+    whole, sharded = _summary(simulate(s, "seawall", replicas=4)), _summary(simulate(s, "seawall", replicas=4,
+                                                                                      shards=2, processes=1))
+    assert sharded["api"]["success_rate_pct"] == whole["api"]["success_rate_pct"] == 100.0
+    for tier in ("plus", "free"):
+        assert abs(sharded[tier]["success_rate_pct"] - whole[tier]["success_rate_pct"]) < 5.0
+        assert sharded[tier]["requests"] == pytest.approx(whole[tier]["requests"], rel=0.05)
+
+
+def test_shards_need_a_replica_and_a_slot_each(tiny_scenario):
+    with pytest.raises(ValueError, match="shards must be between 1 and the number of replicas"):
+        simulate(tiny_scenario, "seawall", replicas=2, shards=3)
+    with pytest.raises(ValueError, match="8 slots cannot be split into 9 shares"):
+        simulate(tiny_scenario, "seawall", replicas=9, shards=9)

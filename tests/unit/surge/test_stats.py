@@ -54,3 +54,39 @@ def test_recorder_user_outcomes():
     assert (s["requests"], s["succeeded"], s["success_rate_pct"]) == (2, 1, 50.0)
     assert s["p99_s"] == pytest.approx(0.9, rel=0.02)
     assert s["user_fail_reasons"] == {"abandoned": 1}
+
+
+def test_recorders_of_shards_merge_into_one():
+    def feed(rec, offset, n):
+        for i in range(n):
+            t = offset + i * 0.5
+            rec.arrival(t, 0)
+            rec.offered(t, 0)
+            rec.attempt_end(t, 0, "ok" if i % 3 else "shed", None if i % 3 else "overload")
+            rec.user_end(t + 0.1, 0, bool(i % 3), 0.1 + i / 100, reason=None if i % 3 else "overload")
+            rec.router(t, 1)
+
+    whole = Recorder(["api"], 10.0, bucket_s=1.0)
+    feed(whole, 0.0, 10)
+    feed(whole, 5.0, 6)
+    a, b = Recorder(["api"], 10.0, bucket_s=1.0), Recorder(["api"], 10.0, bucket_s=1.0)
+    feed(a, 0.0, 10)
+    feed(b, 5.0, 6)
+    for t in (0.5, 1.5, 2.5):
+        a.gauge("limit.mean", t, 10.0)
+        a.gauge("capacity", t, 4.0)
+    for t in (0.5, 1.5):
+        b.gauge("limit.mean", t, 40.0)
+        b.gauge("capacity", t, 2.0)
+
+    def combine(name, values):
+        return sum(values) / len(values) if name.endswith(".mean") else sum(values)
+
+    a.merge([b], combine)
+    assert a.to_json()["tiers"] == whole.to_json()["tiers"]
+    assert a.to_json()["reasons"] == whole.to_json()["reasons"]
+    assert a.gateway_requests == whole.gateway_requests and a.end_s == whole.end_s
+    assert a.gauges["limit.mean"][:4] == [25.0, 25.0, 25.0, None]  # b's last value carried forward
+    assert a.gauges["capacity"][:4] == [6.0, 6.0, 6.0, None]
+    with pytest.raises(ValueError, match="only shards of one run merge"):
+        a.merge([Recorder(["api"], 10.0, bucket_s=2.0)], combine)
