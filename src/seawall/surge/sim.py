@@ -22,7 +22,8 @@ gateway's own decision code, so what the simulator can make cheap is only its ow
 queue is a heap of bare instants (floats compare far faster than tuples) with the events due at
 each instant in a list, in the order they were scheduled; per-tier constants and the recorder's
 series are looked up once, not per request; and the paths most requests take (a refusal, a client
-retry, an invalid key) are written straight through rather than through small helpers.
+retry, an invalid key) are written straight through rather than through small helpers. Beyond
+that, a large run can be cut into shards that run on several cores (:func:`simulate`).
 """
 
 from __future__ import annotations
