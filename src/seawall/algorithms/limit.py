@@ -11,13 +11,14 @@ caller's unit; the defaults suit counting requests. Every other knob is a unit-f
 should be a latency that does not scale with the request's own size (time to first token, or
 seconds per unit), or size noise will read as queueing.
 
-Samples. ``on_sample(now_s, rtt_s, inflight, dropped)`` is called once per finished request:
+Samples. ``on_sample(now_s, rtt_s, inflight, dropped, units)`` is called once per finished request:
 ``now_s`` monotonic seconds at completion, ``rtt_s`` its latency, ``inflight`` the work units in
 flight when it was admitted (itself included), ``dropped`` True for an upstream 429 or an overload
-timeout. Latency samples are aggregated over a window that closes once it holds ``window_samples``
-(default 10) successful samples *and* spans ``window_s`` (default 0.05 s): ten samples average out
-per-request noise, and 50 ms caps the update rate at 20/s however busy the upstream. Dropped samples
-are kept out of the latency average (a fast 429 would look like an idle upstream).
+timeout, ``units`` the request's own weight (default 1). Latency samples are aggregated over a
+window that closes once it holds ``window_samples`` (default 10) successful samples *and* spans
+``window_s`` (default 0.05 s): ten samples average out per-request noise, and 50 ms caps the update
+rate at 20/s however busy the upstream. Dropped samples are kept out of the latency average (a fast
+429 would look like an idle upstream).
 
 Drops. Any drop cuts the limit at once by ``backoff_ratio`` (default 0.9), but at most once per
 window of ``max(window_s, smoothed rtt)`` and only for requests that *started after* the previous
@@ -59,24 +60,30 @@ class LimitAlgorithm(Protocol):
         """The current limit in work units, within ``[min_limit, max_limit]``."""
         ...
 
-    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool) -> float:
+    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool, units: float = 1.0) -> float:
         """Record one finished request; return the (possibly new) limit."""
         ...
 
 
 class _Window:
-    __slots__ = ("count", "dropped", "inflight_max", "rtt_sum_s", "start_s")
+    __slots__ = ("count", "dropped", "inflight_max", "rtt_sum_s", "start_s", "units_sum")
 
     def __init__(self, start_s: float) -> None:
         self.start_s = start_s
         self.count = 0
         self.rtt_sum_s = 0.0
+        self.units_sum = 0.0
         self.inflight_max = 0.0
         self.dropped = False
 
     @property
     def rtt_avg_s(self) -> float:
         return self.rtt_sum_s / self.count
+
+    @property
+    def units_avg(self) -> float:
+        """The mean weight of the window's requests."""
+        return self.units_sum / self.count
 
 
 class _WindowedLimit:
@@ -165,7 +172,7 @@ class _WindowedLimit:
         A routine probe may still see a queue (capacity fell below the lowered limit), so it may
         only lower the baseline; a probe that follows a halving of the limit may also raise it."""
 
-    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool) -> float:
+    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool, units: float = 1.0) -> float:
         window = self._window
         if window is None:
             window = self._window = _Window(now_s)
@@ -181,6 +188,7 @@ class _WindowedLimit:
             return self.limit
         window.count += 1
         window.rtt_sum_s += rtt_s
+        window.units_sum += units
         window.inflight_max = max(window.inflight_max, inflight)
         if window.count >= self.window_samples and now_s - window.start_s >= self.window_s:
             self._window = None
@@ -246,13 +254,22 @@ class Gradient2Limit(_WindowedLimit):
     pushes an average up slowly (~0.02% a window), so probes (module docstring) pin it back to the
     measured no-load latency.
 
+    ``min_queue_requests`` (default 0: off) floors that additive term at that many requests' worth
+    (the window's mean request weight), as Netflix's fixed queue of 4 requests did and TCP's one
+    segment per round trip does: a proportional term alone grows a small limit by a sliver per
+    window, and a replica that gets few samples (one of many in front of an upstream, each with a
+    couple of requests in flight) closes a window every few seconds, so one 429 that cut it to a
+    request or two took the rest of the surge to undo. The price: below twice that many requests'
+    worth, latency alone can no longer lower the limit (the gradient halves at most); 429s and
+    timeouts still cut it.
+
     Defaults: tolerance 1.05 (>= 1; Netflix's 1.5 lets the upstream queue 50% past baseline, too
     much when the gateway wants to hold the queue itself, by priority; raise it, or
     ``window_samples``, when window means are noisier than ~3%), smoothing 0.2 (0, 1],
-    queue_ratio 0.05 (0, 0.5].
+    queue_ratio 0.05 (0, 0.5], min_queue_requests 0 (>= 0).
     """
 
-    __slots__ = ("_long_rtt_s", "long_window", "queue_ratio", "smoothing", "tolerance")
+    __slots__ = ("_long_rtt_s", "long_window", "min_queue_requests", "queue_ratio", "smoothing", "tolerance")
 
     def __init__(
         self,
@@ -263,6 +280,7 @@ class Gradient2Limit(_WindowedLimit):
         tolerance: float = 1.05,
         smoothing: float = 0.2,
         queue_ratio: float = 0.05,
+        min_queue_requests: float = 0.0,
         long_window: int = 500,
         probe_interval: int = 100,
         probe_ratio: float = 0.5,
@@ -278,9 +296,12 @@ class Gradient2Limit(_WindowedLimit):
             raise ValueError("need tolerance >= 1, smoothing in (0, 1], queue_ratio in (0, 0.5]")
         if long_window < 1:
             raise ValueError("long_window must be >= 1")
+        if not min_queue_requests >= 0.0:
+            raise ValueError("min_queue_requests must be >= 0")
         self.tolerance = tolerance
         self.smoothing = smoothing
         self.queue_ratio = queue_ratio
+        self.min_queue_requests = min_queue_requests
         self.long_window = long_window
         self._long_rtt_s = 0.0
 
@@ -306,7 +327,11 @@ class Gradient2Limit(_WindowedLimit):
         if self._app_limited(window):
             return limit
         gradient = max(0.5, min(1.0, self.tolerance * long_s / short_s))
-        target = limit * gradient + self.queue_ratio * limit
+        queue = self.queue_ratio * limit
+        floor = self.min_queue_requests * window.units_avg
+        if queue < floor:
+            queue = floor
+        target = limit * gradient + queue
         return limit + self.smoothing * (target - limit)
 
 

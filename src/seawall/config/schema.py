@@ -283,6 +283,9 @@ class AdmissionSettings(_Strict):
     algorithm: Literal["gradient2", "vegas", "aimd"] = "gradient2"
     initial_limit_units: float = Field(65536, gt=0, description="generous: a 429 or queueing brings it down at once")
     min_limit_units: float = Field(256, gt=0)
+    min_queue_requests: float = Field(2.0, ge=0, description=(
+        "gradient2: in a window without queueing the limit grows by at least this many requests' "
+        "worth (times its smoothing), so a limit cut to a request or two recovers in a few windows"))
     max_limit_units: float = Field(10_000_000, gt=0)
     shares: dict[_CRITICALITIES, float] = Field(default_factory=lambda: dict(_DEFAULT_SHARES))
     queue_max_items: int = Field(1024, ge=1)

@@ -160,7 +160,7 @@ class AdmissionGate:
         self.limiter.release(ticket.criticality, ticket.units)
         self.drain.on_complete(now, ticket.units)
         if rtt_s is not None or dropped:
-            self.limit.on_sample(now, rtt_s if rtt_s is not None else 0.0, inflight, dropped)
+            self.limit.on_sample(now, rtt_s if rtt_s is not None else 0.0, inflight, dropped, ticket.units)
         self._dispatch()
 
     def estimated_wait_s(self, crit: Criticality, units: float, now_s: float) -> float:

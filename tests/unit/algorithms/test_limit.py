@@ -254,3 +254,44 @@ def test_invalid_parameters_rejected() -> None:
         AimdLimit(backoff_ratio=1.0)
     with pytest.raises(ValueError):
         AimdLimit(window_samples=0)
+
+
+def _windows_until(algo: Gradient2Limit, rtt_s: float, done, start_s: float = 0.0) -> tuple[int | None, float]:
+    """Feed windows of ten requests of 1,200 units (0.5 s apart, the limit fully used) until ``done(limit)``."""
+    now_s = start_s
+    for window in range(1, 2000):
+        for _ in range(10):
+            now_s += 0.5
+            algo.on_sample(now_s, rtt_s, algo.limit, False, 1200.0)
+        if done(algo.limit):
+            return window, now_s
+    return None, now_s
+
+
+def test_gradient2_min_queue_regrows_a_small_limit_in_a_few_windows() -> None:
+    """One replica of many: a 429 cut its limit to about one request (1,500 units) and it closes a
+    window every few seconds. The proportional term alone (1% a window) needs ~160 windows to get
+    back to five requests; floored at three requests' worth, a handful."""
+    def make(requests: float) -> Gradient2Limit:
+        return Gradient2Limit(initial_limit=1500, min_limit=256, max_limit=1e7, min_queue_requests=requests,
+                              probe_interval=0)
+
+    slow, _ = _windows_until(make(0.0), 1.0, lambda limit: limit >= 7500)
+    fast, _ = _windows_until(make(3.0), 1.0, lambda limit: limit >= 7500)
+    assert slow is not None and slow > 150
+    assert fast is not None and fast <= 10
+
+
+def test_gradient2_min_queue_is_the_floor_of_latency_cuts_but_not_of_drops() -> None:
+    algo = Gradient2Limit(initial_limit=65536, min_limit=256, max_limit=1e7, min_queue_requests=3,
+                          probe_interval=0)
+    floor = 2 * 3 * 1200  # twice three requests of 1,200 units
+    _, now_s = _windows_until(algo, 1.0, lambda limit: limit > 70000)  # learn the baseline (1 s) as it grows
+    settled, now_s = _windows_until(algo, 3.0, lambda limit: limit < floor * 1.01, now_s)  # a queue: 3x latency
+    assert settled is not None
+    _, now_s = _windows_until(algo, 3.0, lambda limit: limit < floor * 0.99, now_s)
+    assert algo.limit >= floor * 0.99  # latency alone holds it at twice the floor
+    algo.on_sample(now_s + 5.0, 0.1, 1500, True)  # an upstream 429 with one request in flight
+    assert algo.limit < 1500
+    with pytest.raises(ValueError):
+        Gradient2Limit(min_queue_requests=-1)
