@@ -205,31 +205,26 @@ if tokens >= 0 then
   end
 end
 local out = {allowed, worst_dim, worst_i, f(math.max(worst_wait, 0)), f(now)}
+-- A lease on a per-minute rate: up to `want` cells of what the bucket has left, and the new TAT.
+local function lease_rate(i, suffix, per_min, want)
+  local tat = tat_of(key(i, suffix))
+  local granted = 0
+  if allowed == 1 and want > 0 then
+    granted = lease_cells(math.floor(per_min - math.max(tat - now, 0) / (60 / per_min) + 0.001), want)
+    if granted > 0 then
+      store(key(i, suffix), math.max(tat, now) + granted * (60 / per_min))
+      tat = tat_of(key(i, suffix))
+    end
+  end
+  return granted, tat
+end
 for i = 1, n do
   local rpm, tpm, conc, daily = limits(i)
   local op = ops[i]
   local gr, gt, gd = 0, 0, 0
   local rtat, ttat, used = now, now, 0
-  if rpm > 0 then
-    rtat = tat_of(key(i, ':rpm'))
-    if allowed == 1 and op and op[5] > 0 then
-      gr = lease_cells(math.floor(rpm - math.max(rtat - now, 0) / (60 / rpm) + 0.001), op[5])
-      if gr > 0 then
-        store(key(i, ':rpm'), math.max(rtat, now) + gr * (60 / rpm))
-        rtat = tat_of(key(i, ':rpm'))
-      end
-    end
-  end
-  if tpm > 0 then
-    ttat = tat_of(key(i, ':tpm'))
-    if allowed == 1 and op and op[6] > 0 then
-      gt = lease_cells(math.floor(tpm - math.max(ttat - now, 0) / (60 / tpm) + 0.001), op[6])
-      if gt > 0 then
-        store(key(i, ':tpm'), math.max(ttat, now) + gt * (60 / tpm))
-        ttat = tat_of(key(i, ':tpm'))
-      end
-    end
-  end
+  if rpm > 0 then gr, rtat = lease_rate(i, ':rpm', rpm, op and op[5] or 0) end
+  if tpm > 0 then gt, ttat = lease_rate(i, ':tpm', tpm, op and op[6] or 0) end
   if daily > 0 then
     used = used_today(i)
     if allowed == 1 and op and op[7] > 0 then
