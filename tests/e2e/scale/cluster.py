@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,17 +90,22 @@ def readiness(url: str) -> dict[str, Any]:
 QUOTA_COUNTS = ("lease_decisions", "cached_refusals", "remote_decisions", "fallback_decisions")
 
 
-def quota_counts(urls: list[str], processes: int, timeout_s: float = 5.0) -> dict[str, int]:
-    """Quota decisions by kind, summed over every process behind ``urls`` (``/readyz`` answers
-    from one worker at a time: asked until ``processes`` distinct replicas have answered)."""
+def quota_counts(urls: list[str], processes: int, timeout_s: float = 20.0) -> dict[str, int]:
+    """Quota decisions by kind, summed over every process behind ``urls``. ``/readyz`` answers from
+    one worker at a time, and which worker of a ``--workers`` replica accepts a connection is up to
+    the kernel and to which loop wakes first (one idle worker can win many in a row, more so on a
+    busy machine), so it is asked in bursts of parallel connections until ``processes`` distinct
+    replicas have answered."""
     seen: dict[str, dict[str, int]] = {}
+    answers: dict[str, int] = {}
     deadline = time.monotonic() + timeout_s
-    while len(seen) < processes:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"only {len(seen)} of {processes} processes answered /readyz")
-        for url in urls:
-            state = readiness(url)["dependencies"]["quota_store"]
-            seen[state["replica_id"]] = {k: int(state[k]) for k in QUOTA_COUNTS}
+    with ThreadPoolExecutor(8) as pool:
+        while len(seen) < processes:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(seen)} of {processes} processes answered /readyz: {answers}")
+            for state in pool.map(lambda url: readiness(url)["dependencies"]["quota_store"], urls * 8):
+                seen[state["replica_id"]] = {k: int(state[k]) for k in QUOTA_COUNTS}
+                answers[state["replica_id"]] = answers.get(state["replica_id"], 0) + 1
     return {k: sum(s[k] for s in seen.values()) for k in QUOTA_COUNTS}
 
 
