@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -73,15 +75,22 @@ def _every_path_taken(paths: dict[str, int], admitted: int) -> None:
 
 
 def _all_accept(urls: list[str], key: str, want: bool, times: int = 6) -> bool:
-    # several in a row per replica, so every worker process of a --workers replica is asked
-    return all(accepted(u, key) is want for u in urls for _ in range(times))
+    # several at once per replica, so that every worker process of a --workers replica is likely asked
+    with ThreadPoolExecutor(8) as pool:
+        return all(answer is want for answer in pool.map(lambda url: accepted(url, key), urls * times))
+
+
+def _until_every_worker_has(urls: list[str], key: str) -> None:
+    wait_until(lambda: _all_accept(urls, key, True), 5)
+    # One more snapshot refresh (1 s): a worker that the burst did not reach has reloaded too.
+    time.sleep(1.2)
 
 
 async def test_global_requests_per_minute_held_across_replicas(fleet, scale_tmp):
     path, replicas = fleet
     key = create_key(scale_tmp, path, "rpm-t")["key"]
     urls = [p.url for p in replicas]
-    wait_until(lambda: _all_accept(urls, key, True), 5)
+    _until_every_worker_has(urls, key)
     before = quota_counts(urls, PROCESSES)
     results = await hammer(urls, key, chat_body(), duration_s=3.0, concurrency=16)
     paths = _paths(before, quota_counts(urls, PROCESSES))
@@ -104,7 +113,7 @@ async def test_global_tokens_per_minute_held_with_reconciliation(fleet, scale_tm
     path, replicas = fleet
     key = create_key(scale_tmp, path, "tpm-t")["key"]
     urls = [p.url for p in replicas]
-    wait_until(lambda: _all_accept(urls, key, True), 5)
+    _until_every_worker_has(urls, key)
     # Estimated ~ bytes/4 + 64 = ~270 tokens per request, actual ~ bytes/4 + 16: only reconciliation
     # with the actual usage lets the replicas use the whole budget.
     body = chat_body(content_chars=800, max_tokens=64)
