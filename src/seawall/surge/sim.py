@@ -383,8 +383,7 @@ class Simulation:
         requests = sum(r.router.budget.requests_total for r in self.replicas)
         retries = sum(r.router.budget.retries_total for r in self.replicas)
         denied = sum(r.router.budget.denied_total for r in self.replicas)
-        return {"requests": requests, "retries": retries, "denied": denied,
-                "amplification": (requests + retries) / requests if requests else None}
+        return _budget(requests, retries, denied)
 
     # -- arrivals and the client -----------------------------------------------------------------
 
@@ -1017,6 +1016,12 @@ def _run_shard_in_child(job: ShardJob) -> SimResult:
     return result
 
 
+def _budget(requests: int, retries: int, denied: int) -> dict[str, Any]:
+    """The retry budget's totals over replicas, and the amplification they make."""
+    return {"requests": requests, "retries": retries, "denied": denied,
+            "amplification": (requests + retries) / requests if requests else None}
+
+
 def _merged(scenario: Scenario, profile: str, seed: int, parts: list[int], results: list[SimResult],
             wall_s: float) -> SimResult:
     """One result from the shards of a run (see :func:`simulate`)."""
@@ -1042,9 +1047,7 @@ def _merged(scenario: Scenario, profile: str, seed: int, parts: list[int], resul
             into = upstream.setdefault(name, {})
             for key, value in figures.items():
                 into[key] = into.get(key, 0) + value  # peak_in_flight: the sum of the shards' peaks
-    budget = {key: sum(r.budget[key] for r in results) for key in ("requests", "retries", "denied")}
-    budget["amplification"] = ((budget["requests"] + budget["retries"]) / budget["requests"]
-                               if budget["requests"] else None)
+    budget = _budget(*(sum(r.budget[key] for r in results) for key in ("requests", "retries", "denied")))
     return SimResult(scenario=scenario, profile=profile, replicas=total, seed=seed, recorder=recorder, wall_s=wall_s,
                      events=sum(r.events for r in results), requests=sum(r.requests for r in results),
                      user_requests=sum(r.user_requests for r in results), upstream=upstream, budget=budget,
