@@ -283,6 +283,9 @@ class AdmissionSettings(_Strict):
     algorithm: Literal["gradient2", "vegas", "aimd"] = "gradient2"
     initial_limit_units: float = Field(65536, gt=0, description="generous: a 429 or queueing brings it down at once")
     min_limit_units: float = Field(256, gt=0)
+    latency_tolerance: float = Field(1.2, ge=1.0, description=(
+        "gradient2: latency may rise this much over its baseline before the limit comes down; real "
+        "LLM traffic (mixed deployments and answer lengths) makes window means noisier than 5%"))
     min_queue_requests: float = Field(2.0, ge=0, description=(
         "gradient2: in a window without queueing the limit grows by at least this many requests' "
         "worth (times its smoothing), so a limit cut to a request or two recovers in a few windows"))

@@ -279,7 +279,8 @@ def make_limit(a: AdmissionSettings) -> LimitAlgorithm:
         return VegasLimit(initial_limit=initial, min_limit=low, max_limit=high)
     if a.algorithm == "aimd":
         return AimdLimit(initial_limit=initial, min_limit=low, max_limit=high)
-    return Gradient2Limit(initial_limit=initial, min_limit=low, max_limit=high, min_queue_requests=a.min_queue_requests)
+    return Gradient2Limit(initial_limit=initial, min_limit=low, max_limit=high, tolerance=a.latency_tolerance,
+                          min_queue_requests=a.min_queue_requests)
 
 
 def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None = None,

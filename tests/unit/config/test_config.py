@@ -78,3 +78,18 @@ def test_shipped_example_config_is_valid():
     example = Path(__file__).resolve().parents[3] / "docs" / "config.example.yaml"
     config = load_config(example)
     assert {m.name for m in config.models} >= {"sim-small", "gpt-4o-mini"}
+
+
+def test_admission_limit_knobs_reach_the_limit_and_are_checked():
+    from seawall.config.stack import make_limit
+
+    models = [{"name": "a", "deployments": [{"provider": "mock"}]}]
+    limit = make_limit(parse_config({"models": models}).admission)
+    assert (limit.tolerance, limit.min_queue_requests) == (1.2, 2.0)
+    tuned = parse_config({"models": models, "admission": {"latency_tolerance": 1.5, "min_queue_requests": 0}})
+    limit = make_limit(tuned.admission)
+    assert (limit.tolerance, limit.min_queue_requests) == (1.5, 0.0)
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"models": models, "admission": {"latency_tolerance": 0.9, "min_queue_requests": -1}})
+    text = "\n".join(exc.value.problems)
+    assert "admission.latency_tolerance:" in text and "admission.min_queue_requests:" in text
