@@ -125,7 +125,9 @@ def test_critical_lane_holds_while_the_public_listener_is_flooded(laned):
           f"critical lane: {ok}/{len(during)} ok, p99 {1000 * _p99(during):.0f} ms "
           f"(unloaded {1000 * unloaded_p99:.0f} ms); same traffic on the flooded public port: "
           f"{sum(1 for s, _ in shared if s == 200)}/{len(shared)} ok, p99 {1000 * _p99(shared):.0f} ms; "
-          f"flood: {flood_sent} requests, {[o.get('statuses') for o in outputs]}")
+          f"flood: {flood_sent} requests, {[o.get('statuses') for o in outputs]}; medians: unloaded "
+          f"{1000 * _quantile(baseline, 0.5):.0f} ms, lane {1000 * _quantile(during, 0.5):.0f} ms, public port "
+          f"{1000 * _quantile(shared, 0.5):.0f} ms")
     assert ok == len(during), [row for row in during if row[0] != 200][:5]
     # With 100 samples the p99 is one request, and one scheduler stall on a shared two-core machine
     # decides it: the bound on the p95 is the tight one, the one on the slowest request generous.
