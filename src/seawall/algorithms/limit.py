@@ -11,19 +11,29 @@ caller's unit; the defaults suit counting requests. Every other knob is a unit-f
 should be a latency that does not scale with the request's own size (time to first token, or
 seconds per unit), or size noise will read as queueing.
 
-Samples. ``on_sample(now_s, rtt_s, inflight, dropped, units)`` is called once per finished request:
+Samples. ``on_sample(now_s, rtt_s, inflight, dropped, units, started_s)`` is called once per finished request:
 ``now_s`` monotonic seconds at completion, ``rtt_s`` its latency, ``inflight`` the work units in
 flight when it was admitted (itself included), ``dropped`` True for an upstream 429 or an overload
-timeout, ``units`` the request's own weight (default 1). Latency samples are aggregated over a
-window that closes once it holds ``window_samples`` (default 10) successful samples *and* spans
-``window_s`` (default 0.05 s): ten samples average out per-request noise, and 50 ms caps the update
-rate at 20/s however busy the upstream. Dropped samples are kept out of the latency average (a fast
+timeout, ``units`` the request's own weight (default 1), ``started_s`` when it was admitted (default
+``now_s - rtt_s``; pass it whenever ``rtt_s`` is not the request's duration, as with seconds
+per token, or probes and the once-per-round-trip cuts misjudge which requests they cover).
+Latency samples are aggregated over a window that closes once it holds ``window_samples``
+(default 10) successful samples *and* spans ``window_s`` (default 0.05 s): ten samples average
+out per-request noise, and 50 ms caps the update rate at 20/s however busy the upstream. Dropped samples are kept out of the latency average (a fast
 429 would look like an idle upstream).
 
 Drops. Any drop cuts the limit at once by ``backoff_ratio`` (default 0.9), but at most once per
 window of ``max(window_s, smoothed rtt)`` and only for requests that *started after* the previous
 cut — TCP's once-per-round-trip rule — so a burst of 429s from work already in flight costs one cut,
 not a collapse to ``min_limit``. A window that saw a drop never grows the limit.
+
+Recovery. A drop from an upstream shared with other gateways says "the total is full", not "your
+share is this": the cut is right for the moment, and wrong for long. So the limit before the last
+cut is remembered (as CUBIC remembers ``W_max``), and each later window that is calm (no drop, no
+queueing read, the limit in use) climbs a quarter of the way back to it, on top of the
+algorithm's own growth: a cut is undone within about ten windows unless the upstream refuses again,
+which cuts again and lowers the mark. An additive step of a request or two per window would take
+minutes when requests take seconds (windows are slow).
 
 App-limited. When the busiest sample of a window had less than half the limit in flight, the
 limit is not binding and latency says nothing about it: the limit holds (drops still cut it).
@@ -49,6 +59,10 @@ from typing import Protocol
 __all__ = ["AimdLimit", "Gradient2Limit", "LimitAlgorithm", "VegasLimit"]
 
 _SRTT_GAIN = 0.125  # RFC 6298's smoothing gain for the rtt that paces drop cuts
+_RECOVERY = 0.25  # per calm window, of the way back to the limit held before the last drop cut
+_RAISE_BEFORE_PROBE = 2.0  # holds that double the baseline are checked by a probe
+_CALM_MARGIN = 0.9  # "not more in flight" means at least 10% less than the calm level: in-flight wobbles
+_CALM_DECAY = 0.99  # per window: the in-flight level known to run without queueing is forgotten slowly
 _PROBE_WINDOWS = 3  # a probe averages this many windows' worth of samples: the baseline is reused long
 
 
@@ -60,13 +74,14 @@ class LimitAlgorithm(Protocol):
         """The current limit in work units, within ``[min_limit, max_limit]``."""
         ...
 
-    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool, units: float = 1.0) -> float:
+    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool, units: float = 1.0,
+                  started_s: float | None = None) -> float:
         """Record one finished request; return the (possibly new) limit."""
         ...
 
 
 class _Window:
-    __slots__ = ("count", "dropped", "inflight_max", "rtt_sum_s", "start_s", "units_sum")
+    __slots__ = ("count", "dropped", "inflight_max", "inflight_sum", "rtt_sum_s", "start_s", "units_sum")
 
     def __init__(self, start_s: float) -> None:
         self.start_s = start_s
@@ -74,11 +89,17 @@ class _Window:
         self.rtt_sum_s = 0.0
         self.units_sum = 0.0
         self.inflight_max = 0.0
+        self.inflight_sum = 0.0
         self.dropped = False
 
     @property
     def rtt_avg_s(self) -> float:
         return self.rtt_sum_s / self.count
+
+    @property
+    def inflight_avg(self) -> float:
+        """The mean work in flight when the window's requests were admitted."""
+        return self.inflight_sum / self.count
 
     @property
     def units_avg(self) -> float:
@@ -92,12 +113,15 @@ class _WindowedLimit:
 
     __slots__ = (
         "_backoff_at_s",
+        "_last_inflight_max",
         "_limit",
         "_probe",
         "_probe_may_raise",
         "_probe_ref_limit",
         "_probe_started_s",
+        "_probe_wanted",
         "_srtt_s",
+        "_w_max",
         "_window",
         "_windows_since_probe",
         "backoff_ratio",
@@ -138,6 +162,9 @@ class _WindowedLimit:
         self._limit = self._clamp(initial_limit)
         self._window: _Window | None = None
         self._backoff_at_s = -math.inf
+        self._probe_wanted = False  # set by _update: the baseline needs re-measuring now
+        self._w_max = 0.0
+        self._last_inflight_max = 0.0
         self._srtt_s = 0.0  # 0.0: no successful sample yet
         self._windows_since_probe = 0
         self._probe_started_s: float | None = None
@@ -172,32 +199,47 @@ class _WindowedLimit:
         A routine probe may still see a queue (capacity fell below the lowered limit), so it may
         only lower the baseline; a probe that follows a halving of the limit may also raise it."""
 
-    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool, units: float = 1.0) -> float:
+    def on_sample(self, now_s: float, rtt_s: float, inflight: float, dropped: bool, units: float = 1.0,
+                  started_s: float | None = None) -> float:
+        if started_s is None:  # the caller's latency is the request's duration
+            started_s = now_s - rtt_s if rtt_s > 0.0 else now_s
         window = self._window
         if window is None:
             window = self._window = _Window(now_s)
         if dropped or self._is_drop(rtt_s):
             window.dropped = True
-            self._cut(now_s, rtt_s, inflight)
+            self._cut(now_s, started_s, inflight)
             return self.limit
         if not rtt_s > 0.0:  # zero, negative or NaN: a broken measurement, not a signal
             return self.limit
         self._srtt_s = rtt_s if self._srtt_s == 0.0 else self._srtt_s + _SRTT_GAIN * (rtt_s - self._srtt_s)
         if self._probe_started_s is not None:
-            self._probe_sample(now_s, rtt_s, self._probe_started_s)
+            self._probe_sample(rtt_s, started_s, self._probe_started_s)
             return self.limit
         window.count += 1
         window.rtt_sum_s += rtt_s
         window.units_sum += units
-        window.inflight_max = max(window.inflight_max, inflight)
+        window.inflight_sum += inflight
+        if inflight > window.inflight_max:
+            window.inflight_max = inflight
         if window.count >= self.window_samples and now_s - window.start_s >= self.window_s:
             self._window = None
+            self._last_inflight_max = window.inflight_max
             self._windows_since_probe += 1
             if self.probe_interval and self._windows_since_probe >= self.probe_interval:
                 self._start_probe(now_s, may_raise=False)
             elif not window.dropped:
-                self._limit = self._clamp(self._update(now_s, window))
+                before = self._limit
+                limit = self._update(now_s, window)
+                w_max = self._w_max
+                if limit >= before and w_max > limit and not self._app_limited(window):
+                    limit += _RECOVERY * (w_max - limit)
+                self._limit = self._clamp(limit)
                 self._probe_ref_limit = max(self._probe_ref_limit, self._limit)
+                if self._probe_wanted:
+                    self._probe_wanted = False
+                    self._start_probe(now_s, may_raise=True)
+                    return self.limit
                 # Halving the limit should have drained any queue it caused; if latency still says
                 # "queue", the baseline may be stale (the upstream got slower): re-measure it now,
                 # before the limit sinks to the floor.
@@ -210,8 +252,8 @@ class _WindowedLimit:
         self._probe = _Window(now_s)
         self._probe_may_raise = may_raise
 
-    def _probe_sample(self, now_s: float, rtt_s: float, started_s: float) -> None:
-        if now_s - rtt_s < started_s:  # admitted before the limit was lowered: may have queued
+    def _probe_sample(self, rtt_s: float, started_s: float, probe_started_s: float) -> None:
+        if started_s < probe_started_s:  # admitted before the limit was lowered: may have queued
             return
         probe = self._probe
         probe.count += 1
@@ -222,14 +264,23 @@ class _WindowedLimit:
             self._probe_ref_limit = self._limit
             self._on_probe(probe.rtt_avg_s, self._probe_may_raise)
 
-    def _cut(self, now_s: float, rtt_s: float, inflight: float) -> None:
-        """Multiplicative decrease, from the work that was in flight when the drop happened if that
-        was below the limit: an upstream that refuses at capacity has just said where its capacity
-        is, so a limit far above it (a cold start) comes down in one step, not dozens."""
-        started_s = now_s - rtt_s if rtt_s > 0.0 else now_s
+    def _cut(self, now_s: float, started_s: float, inflight: float) -> None:
+        """Multiplicative decrease, from the most work in flight lately if that was below the limit:
+        an upstream that refuses at capacity has just said where its capacity is, so a limit far
+        above it (a cold start) comes down in one step, not dozens. The limit before the cut is
+        remembered for the recovery (module docstring)."""
         hold_s = max(self.window_s, self._srtt_s)
         if started_s >= self._backoff_at_s and now_s >= self._backoff_at_s + hold_s:
-            base = min(self._limit, inflight) if inflight > 0 else self._limit
+            base = self._limit
+            if 0.0 < inflight < base:
+                # The most in flight lately, not at this instant: behind a shared upstream, one
+                # replica's 429 often comes in a dip of its own load (the others filled the slots),
+                # and cutting to the dip would starve it for the whole climb back.
+                w = self._window
+                seen = max(inflight, self._last_inflight_max, w.inflight_max if w is not None else 0.0)
+                if seen < base:
+                    base = seen
+            self._w_max = self._limit
             self._limit = self._clamp(base * self.backoff_ratio)
             self._backoff_at_s = now_s
 
@@ -269,7 +320,8 @@ class Gradient2Limit(_WindowedLimit):
     queue_ratio 0.05 (0, 0.5], min_queue_requests 0 (>= 0).
     """
 
-    __slots__ = ("_long_rtt_s", "long_window", "min_queue_requests", "queue_ratio", "smoothing", "tolerance")
+    __slots__ = ("_calm_inflight", "_long_rtt_s", "_raised_ratio", "long_window", "min_queue_requests", "queue_ratio",
+                 "slowdown_probe", "smoothing", "tolerance")
 
     def __init__(
         self,
@@ -281,6 +333,7 @@ class Gradient2Limit(_WindowedLimit):
         smoothing: float = 0.2,
         queue_ratio: float = 0.05,
         min_queue_requests: float = 0.0,
+        slowdown_probe: bool = True,
         long_window: int = 500,
         probe_interval: int = 100,
         probe_ratio: float = 0.5,
@@ -302,8 +355,11 @@ class Gradient2Limit(_WindowedLimit):
         self.smoothing = smoothing
         self.queue_ratio = queue_ratio
         self.min_queue_requests = min_queue_requests
+        self.slowdown_probe = slowdown_probe
         self.long_window = long_window
         self._long_rtt_s = 0.0
+        self._calm_inflight = 0.0  # the most work in flight in recent windows without queueing
+        self._raised_ratio = 1.0  # how far holds have raised the baseline since it was last measured
 
     @property
     def long_rtt_s(self) -> float:
@@ -312,6 +368,11 @@ class Gradient2Limit(_WindowedLimit):
 
     def _on_probe(self, rtt_s: float, may_raise: bool) -> None:
         self._long_rtt_s = rtt_s if may_raise else min(rtt_s, self._long_rtt_s or rtt_s)
+        self._raised_ratio = 1.0
+        # What was known to run without queueing is known no more: relearned from the windows that
+        # read no queueing against the measured baseline (if the upstream queues at full load, a
+        # window at full load now reads as more in flight than the probe's, and is cut).
+        self._calm_inflight = self._limit * self.probe_ratio
 
     def _update(self, now_s: float, window: _Window) -> float:
         short_s = window.rtt_avg_s
@@ -322,11 +383,30 @@ class Gradient2Limit(_WindowedLimit):
             long_s += (short_s - long_s) / self.long_window
             if long_s > 2.0 * short_s:  # Netflix: after a long overload, fall back faster than the average
                 long_s *= 0.95
-        self._long_rtt_s = long_s
         limit = self._limit
         if self._app_limited(window):
+            self._long_rtt_s = long_s
             return limit
         gradient = max(0.5, min(1.0, self.tolerance * long_s / short_s))
+        inflight = window.inflight_avg
+        if gradient >= 1.0:
+            # No queueing at this much work in flight: remember the most seen so (decaying slowly).
+            decayed = self._calm_inflight * _CALM_DECAY
+            self._calm_inflight = inflight if inflight > decayed else decayed
+        elif self.slowdown_probe and inflight <= self._calm_inflight * _CALM_MARGIN:
+            # Latency rose, but not because we sent more: clearly less work is in flight than in
+            # recent windows that saw no queueing. Most likely the upstream got slower (a slowed
+            # deployment, a heavier mix), and cutting would shed work it can take: hold, and move
+            # the baseline halfway to what it reads now. But an upstream whose capacity fell queues
+            # what it used to run and looks the same; only less load tells the two apart, so once
+            # these moves add up to twice the last measured baseline, a probe decides.
+            raised = long_s + 0.5 * (short_s - long_s)
+            self._raised_ratio *= raised / long_s
+            self._long_rtt_s = raised
+            if self._raised_ratio >= _RAISE_BEFORE_PROBE:
+                self._probe_wanted = True
+            return limit
+        self._long_rtt_s = long_s
         queue = self.queue_ratio * limit
         floor = self.min_queue_requests * window.units_avg
         if queue < floor:

@@ -97,8 +97,12 @@ class PartitionedLimiter:
         ceiling = limit * (1.0 - sum(self._shares[:crit]))
         return min(units, ceiling) if ceiling > _EPS else units
 
-    def would_admit(self, crit: Criticality, units: float, limit: float) -> bool:
-        """The admission decision without taking anything (see the module docstring)."""
+    def would_admit(self, crit: Criticality, units: float, limit: float, protect: float = 0.0) -> bool:
+        """The admission decision without taking anything (see the module docstring).
+
+        ``protect``: units of the limit to keep free for more critical tiers (their recent demand
+        beyond what they hold now, :mod:`seawall.algorithms.demand`); the fit test (rule 3) counts
+        them as held. Rules 1 and 2 ignore it: a tier's own reserved share is always its own."""
         if units < 0:
             raise ValueError("units must be >= 0")
         usage = self._usage
@@ -108,11 +112,11 @@ class PartitionedLimiter:
         if usage[c] + units <= self._shares[c] * limit + _EPS:
             return True
         held = sum(usage[c:]) + sum(min(usage[i], self._shares[i] * limit) for i in range(c))
-        return held + self.need(crit, units, limit) <= limit + _EPS
+        return held + protect + self.need(crit, units, limit) <= limit + _EPS
 
-    def try_acquire(self, crit: Criticality, units: float, limit: float) -> bool:
+    def try_acquire(self, crit: Criticality, units: float, limit: float, protect: float = 0.0) -> bool:
         """Admit ``units`` at ``crit`` under ``limit`` and count them, or return False."""
-        if not self.would_admit(crit, units, limit):
+        if not self.would_admit(crit, units, limit, protect):
             return False
         self._usage[crit] += units
         self._holders[crit] += 1

@@ -98,6 +98,10 @@ class AdmissionQueue(Generic[T]):
     def count(self, crit: Criticality) -> int:
         return len(self._tiers[crit])
 
+    def units_in(self, crit: Criticality) -> float:
+        """Work units waiting at ``crit``."""
+        return self._units_by_tier[crit]
+
     def units_at_or_above(self, crit: Criticality) -> float:
         """Work units that would start before a new arrival at ``crit`` (FIFO within a tier)."""
         return sum(self._units_by_tier[crit:])

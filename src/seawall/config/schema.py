@@ -294,8 +294,17 @@ class AdmissionSettings(_Strict):
     queue_max_items: int = Field(1024, ge=1)
     queue_max_units_ratio: float = Field(2.0, gt=0)
     max_queue_wait_s: float = Field(0.5, ge=0, description="longest wait for capacity before a 503")
+    critical_max_queue_wait_s: float = Field(5.0, ge=0, description=(
+        "the same for critical tiers: an LLM answer takes seconds, so capacity frees up over a service "
+        "time, and a paying request is better started a little late than refused"))
     codel_target_s: float = Field(0.05, gt=0)
     codel_interval_s: float = Field(0.5, gt=0)
+    protect_window_s: float = Field(0.0, ge=0, description=(
+        "sheddable tiers leave free the room the critical tiers needed within the last one to two "
+        "windows of this many seconds (trunk reservation); 0 (default) turns it off"))
+    probe_interval_windows: int = Field(0, ge=0, description=(
+        "gradient2/vegas: lower the limit to re-measure the no-load latency every this many windows; "
+        "0 (default): never (a probe halves the limit for seconds when requests take seconds)"))
     loop_lag_shed_s: dict[_CRITICALITIES, float] = Field(default_factory=lambda: dict(_DEFAULT_LAG_SHED_S))
 
     @model_validator(mode="after")

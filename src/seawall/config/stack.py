@@ -125,8 +125,7 @@ class Runtime:
     def _admission(self, router: Router) -> AdmissionPolicy:
         a = self.config.admission
         shares = {Criticality.parse(k): v for k, v in a.shares.items()}
-        settings = GateSettings(a.queue_max_items, a.queue_max_units_ratio, a.max_queue_wait_s,
-                                a.codel_target_s, a.codel_interval_s)
+        settings = gate_settings(a)
         self.gates = {
             name: AdmissionGate(name, clock=self.clock, limit=make_limit(a), limiter=PartitionedLimiter(shares),
                                 settings=settings)
@@ -273,14 +272,23 @@ async def _not_started(request: Request) -> Response:
     raise Overloaded("The gateway is starting.", reason="starting", retry_after_s=1.0)
 
 
+def gate_settings(a: AdmissionSettings) -> GateSettings:
+    """The admission gate's settings from the config (the gateway and the simulator build alike)."""
+    return GateSettings(queue_max_items=a.queue_max_items, queue_max_units_ratio=a.queue_max_units_ratio,
+                        max_queue_wait_s=a.max_queue_wait_s,
+                        critical_max_queue_wait_s=a.critical_max_queue_wait_s, codel_target_s=a.codel_target_s,
+                        codel_interval_s=a.codel_interval_s, protect_window_s=a.protect_window_s)
+
+
 def make_limit(a: AdmissionSettings) -> LimitAlgorithm:
     initial, low, high = a.initial_limit_units, a.min_limit_units, a.max_limit_units
     if a.algorithm == "vegas":
-        return VegasLimit(initial_limit=initial, min_limit=low, max_limit=high)
+        return VegasLimit(initial_limit=initial, min_limit=low, max_limit=high,
+                          probe_interval=a.probe_interval_windows)
     if a.algorithm == "aimd":
         return AimdLimit(initial_limit=initial, min_limit=low, max_limit=high)
     return Gradient2Limit(initial_limit=initial, min_limit=low, max_limit=high, tolerance=a.latency_tolerance,
-                          min_queue_requests=a.min_queue_requests)
+                          min_queue_requests=a.min_queue_requests, probe_interval=a.probe_interval_windows)
 
 
 def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None = None,

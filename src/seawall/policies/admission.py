@@ -112,7 +112,7 @@ class AdmissionPolicy:
         requeues = 0
         while True:
             try:
-                ticket = await gate.acquire(crit, units, request.deadline)
+                ticket = await gate.acquire(crit, units, request.deadline, requeues > 0)
             except GatewayError as err:
                 raise self._shed(group.name, crit, err) from None
             started = self.clock.now()

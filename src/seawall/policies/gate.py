@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
+from seawall.algorithms.demand import PeakDemand
 from seawall.algorithms.limit import LimitAlgorithm
 from seawall.algorithms.partition import PartitionedLimiter
 from seawall.algorithms.queue import AdmissionQueue, CoDel, DrainRate, Waiting
@@ -22,7 +25,7 @@ from seawall.core.errors import Overloaded
 from seawall.core.types import Criticality
 from seawall.env import Clock
 
-__all__ = ["AdmissionGate", "GateSettings", "Ticket"]
+__all__ = ["AdmissionGate", "GateSettings", "Queued", "Ticket", "Waiter"]
 
 _SATURATING = frozenset({"overload", "queue_delay", "queue_timeout", "displaced"})
 MAX_RETRY_AFTER_S = 60.0
@@ -30,6 +33,7 @@ MIN_RETRY_AFTER_S = 0.25
 _CRITICAL = int(Criticality.CRITICAL)  # enum member lookups cost ~0.1 µs each on Python 3.11
 _N_CRITICALITIES = len(Criticality)
 _isfinite = math.isfinite
+_PAYING = tuple(c for c in Criticality if c >= Criticality.CRITICAL)
 MIN_SERVED_SHARE = 0.02  # of the drain rate, assumed left for a criticality: a long but finite wait
 
 
@@ -38,16 +42,42 @@ class GateSettings:
     queue_max_items: int = 1024
     queue_max_units_ratio: float = 2.0  # queued work at most this many times the current limit
     max_queue_wait_s: float = 0.5
+    # Critical tiers may wait longer: an LLM answer takes seconds, so capacity held by work already
+    # running frees up over a service time, and a paying request is better started late than shed.
+    critical_max_queue_wait_s: float = 5.0
     codel_target_s: float = 0.05
     codel_interval_s: float = 0.5
     min_service_s: float = 0.0  # expected fastest service time, for the deadline check
     # False (default): the total in flight never exceeds the limit; a higher criticality reclaims
-    # what lower ones borrowed by starting first when the next unit of work finishes (a short wait
-    # at the head of the queue). True: it starts at once and the total overshoots until the
-    # borrowers finish (see algorithms/partition.py) — only for upstreams that queue, not refuse.
+    # what lower ones borrowed by starting first when the next unit of work finishes (a wait at the
+    # head of the queue). True: it starts at once and the total overshoots until the borrowers
+    # finish (see algorithms/partition.py) — only for upstreams that queue, not refuse.
     overshoot: bool = False
+    # Sheddable tiers keep free the room the critical tiers needed in the last 1-2 windows of this
+    # many seconds (trunk reservation, algorithms/demand.py); 0 (default) disables it.
+    protect_window_s: float = 0.0
     saturation_hold_s: float = 1.0  # see AdmissionGate.saturated
     queue_critical_reserve: float = 0.25  # share of the queue only critical work may fill (queue.py)
+
+
+class Waiter(Protocol):
+    """The part of ``asyncio.Future`` the gate's queue uses; the simulator has its own."""
+
+    def done(self) -> bool: ...
+    def cancel(self) -> bool: ...
+    def set_result(self, ticket: Any, /) -> None: ...
+    def set_exception(self, exc: BaseException, /) -> None: ...
+
+
+W = TypeVar("W", bound=Waiter)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued(Generic[W]):
+    """``offer``'s answer when the request waits: its waiter, and when to call ``expire``."""
+
+    waiter: W
+    deadline_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +96,12 @@ class AdmissionGate:
         self.limit = limit
         self.limiter = limiter
         self.settings = s = settings or GateSettings()
-        self.queue: AdmissionQueue[asyncio.Future[Ticket]] = AdmissionQueue(
+        self.queue: AdmissionQueue[Waiter] = AdmissionQueue(
             s.queue_max_items, max(1.0, s.queue_max_units_ratio * limit.limit), s.queue_critical_reserve)
         self.codel = CoDel(s.codel_target_s, s.codel_interval_s)
         self.drain = DrainRate()
         self.starts = [DrainRate() for _ in Criticality]  # work units started per second, per criticality
+        self.demand = PeakDemand(s.protect_window_s)
         self.last_full_reject_s = [-math.inf] * len(Criticality)
 
     # -- admission --------------------------------------------------------------------------
@@ -103,11 +134,27 @@ class AdmissionGate:
             return False
         return now_s - max(self.last_full_reject_s[crit:_CRITICAL]) < self.settings.saturation_hold_s
 
-    async def acquire(self, crit: Criticality, units: float, deadline_s: float) -> Ticket:
-        """Start now, wait (bounded), or raise :class:`Overloaded` at once."""
+    def offer(self, crit: Criticality, units: float, deadline_s: float, make_waiter: Callable[[], W],
+              requeued: bool = False) -> Ticket | Queued[W]:
+        """The admission decision for one arrival, without waiting: the gate's event ``offer``.
+
+        Returns a :class:`Ticket` when the request starts now (``Start``), or :class:`Queued` when it
+        waits (``Wait(until)``) as ``make_waiter()``, a future-like object (``done``, ``set_result``,
+        ``set_exception``, ``cancel``) that hears of its start or rejection; the driver calls
+        :meth:`expire` once ``Queued.deadline_s`` has passed. Raises :class:`Overloaded` when the
+        request is refused at once (``Reject``). The live gateway (:meth:`acquire`) and the
+        simulator both drive it; neither decides anything of its own.
+
+        ``requeued``: the upstream has just refused this request for capacity (a 429). It then
+        waits for the next unit of work to finish here before it is sent again, however the limit
+        reads, unless nothing is in flight here (no release would come to start it).
+        """
         now = self.clock.now()
+        limiter = self.limiter
+        self.demand.observe(crit, limiter.usage(crit) + self.queue.units_in(crit) + units, now)
         limit = self.limit.limit
-        if self.queue.units_at_or_above(crit) <= 0 and self._try_start(crit, units, limit):
+        if ((not requeued or not limiter.inflight) and self.queue.units_at_or_above(crit) <= 0
+                and self._try_start(crit, units, limit)):
             return Ticket(crit, units, now, 0.0)
         s = self.settings
         if self.saturated(crit, now):
@@ -118,21 +165,41 @@ class AdmissionGate:
         wait_s = self.estimated_wait_s(crit, units, now)
         if not math.isfinite(wait_s):
             wait_s = 0.0  # nothing has drained yet: no evidence to refuse on; the wait stays bounded
-        if now + min(wait_s, s.max_queue_wait_s) + s.min_service_s >= deadline_s:
+        max_wait_s = s.critical_max_queue_wait_s if crit >= _CRITICAL else s.max_queue_wait_s
+        if now + min(wait_s, max_wait_s) + s.min_service_s >= deadline_s:
             raise self._reject(crit, units, "deadline",
                                "The service is at capacity and this request could not start before its "
                                "deadline.")
-        if wait_s > s.max_queue_wait_s and len(self.queue) > 0:
+        if wait_s > max_wait_s and len(self.queue) > 0:
             raise self._reject(crit, units, "overload", "The service is at capacity; try again shortly.")
         self.queue.max_units = max(units, s.queue_max_units_ratio * limit)
-        future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
-        queue_deadline = min(deadline_s - s.min_service_s, now + s.max_queue_wait_s)
-        pushed = self.queue.push(future, crit, units, queue_deadline, now)
+        queue_deadline = min(deadline_s - s.min_service_s, now + max_wait_s)
+        waiter = make_waiter()
+        pushed = self.queue.push(waiter, crit, units, queue_deadline, now)
         for victim in pushed.evicted:
             self._fail(victim, self._reject(victim.criticality, victim.units, "displaced",
                                             "Displaced by more critical work; try again shortly."))
         if not pushed.accepted:
             raise self._reject(crit, units, "overload", "The service is at capacity; try again shortly.")
+        return Queued(waiter, queue_deadline)
+
+    def expire(self, waiter: Waiter, crit: Criticality, units: float) -> Overloaded | None:
+        """A waiter's queue deadline passed: None if it has started (or was answered) meanwhile,
+        else it leaves the queue and this is its ``queue_timeout`` rejection."""
+        if not waiter.done():
+            self._dispatch()  # expires it (and anything else overdue)
+        if waiter.done():
+            return None
+        waiter.cancel()
+        return self._reject(crit, units, "queue_timeout", "The request waited for capacity until its time ran out.")
+
+    async def acquire(self, crit: Criticality, units: float, deadline_s: float, requeued: bool = False) -> Ticket:
+        """Start now, wait (bounded), or raise :class:`Overloaded` at once: :meth:`offer` on asyncio."""
+        offered = self.offer(crit, units, deadline_s, asyncio.get_running_loop().create_future, requeued)
+        if offered.__class__ is Ticket:
+            return offered
+        future: asyncio.Future[Ticket] = offered.waiter  # type: ignore[union-attr]
+        queue_deadline = offered.deadline_s  # type: ignore[union-attr]
         # Wait for a start, or for the queue deadline on the injected clock (not the loop's), so the
         # gate runs the same on a fake clock in tests.
         timer = asyncio.ensure_future(_sleep_until(self.clock, queue_deadline))
@@ -145,22 +212,22 @@ class AdmissionGate:
             raise
         finally:
             timer.cancel()
-        if not future.done():
-            self._dispatch()  # expires it (and anything else overdue)
-        if not future.done():
-            future.cancel()
-            raise self._reject(crit, units, "queue_timeout",
-                               "The request waited for capacity until its time ran out.")
+        rejection = self.expire(future, crit, units)
+        if rejection is not None:
+            raise rejection
         return future.result()
 
     def release(self, ticket: Ticket, *, rtt_s: float | None, dropped: bool) -> None:
         """Give back a ticket's units; feed the limit one latency sample (or a drop) and start waiters."""
         now = self.clock.now()
         inflight = self.limiter.inflight
-        self.limiter.release(ticket.criticality, ticket.units)
+        crit = ticket.criticality
+        self.limiter.release(crit, ticket.units)
+        self.demand.observe(crit, self.limiter.usage(crit) + self.queue.units_in(crit), now)
         self.drain.on_complete(now, ticket.units)
         if rtt_s is not None or dropped:
-            self.limit.on_sample(now, rtt_s if rtt_s is not None else 0.0, inflight, dropped, ticket.units)
+            self.limit.on_sample(now, rtt_s if rtt_s is not None else 0.0, inflight, dropped, ticket.units,
+                                 ticket.started_s)
         self._dispatch()
 
     def estimated_wait_s(self, crit: Criticality, units: float, now_s: float) -> float:
@@ -180,17 +247,36 @@ class AdmissionGate:
         ahead = sum([starts[c].units_per_s(now_s) for c in range(int(crit) + 1, _N_CRITICALITIES)])
         return self.queue.estimated_wait_s(crit, max(drain - ahead, MIN_SERVED_SHARE * drain), units)
 
+    def protected_units(self, crit: Criticality, now_s: float) -> float:
+        """Units a request at ``crit`` must leave free: for the sheddable tiers, the recent peak
+        demand of each critical tier beyond what it holds now (trunk reservation,
+        algorithms/demand.py). Critical tiers leave nothing: between them the queue's order
+        decides, and between sheddable tiers too (a reservation for a tier that is itself being
+        shed would only hold capacity idle)."""
+        if crit >= _CRITICAL:
+            return 0.0
+        protect = 0.0
+        usage = self.limiter.usage
+        peak = self.demand.peak
+        for paying in _PAYING:
+            room = peak(paying, now_s) - usage(paying)
+            if room > 0.0:
+                protect += room
+        return protect
+
     def _try_start(self, crit: Criticality, units: float, limit: float) -> bool:
         limiter = self.limiter
-        if not self.settings.overshoot and limiter.inflight > 0 and limiter.inflight + units > limit:
+        now = self.clock.now()
+        protect = self.protected_units(crit, now)
+        if not self.settings.overshoot and limiter.inflight > 0 and limiter.inflight + units + protect > limit:
             return False
-        if limiter.try_acquire(crit, units, limit):
-            self.starts[crit].on_complete(self.clock.now(), units)
+        if limiter.try_acquire(crit, units, limit, protect):
+            self.starts[crit].on_complete(now, units)
             return True
         return False
 
     # -- the queue ----------------------------------------------------------------------------
-    def _fail(self, waiting: Waiting[asyncio.Future[Ticket]], exc: Exception) -> None:
+    def _fail(self, waiting: Waiting[Waiter], exc: Exception) -> None:
         if not waiting.item.done():
             waiting.item.set_exception(exc)
 

@@ -9,15 +9,13 @@ accounting (``DeploymentHandle``). Auth's failure throttle is the same ``KeyedGc
 
 What the simulator re-expresses is only the asynchronous control flow between those decisions —
 waiting in the queue, the router's attempt loop, the admission policy's requeue on an upstream 429
-— because it cannot run on asyncio at ten million requests. :class:`SimGate` is the one place
-that mirrors a method line by line (``AdmissionGate.acquire`` up to its ``await``); the waiting
-itself uses the gate's own ``_dispatch``/``release`` with a future-like :class:`Waiter`.
-``tests/unit/surge/test_replica.py`` checks the mirror against the real gate, decision by decision.
+— because it cannot run on asyncio at ten million requests. The gate is driven through its own
+event methods (``AdmissionGate.offer``, ``expire``, ``release``), exactly as its asyncio driver
+``acquire`` drives them, with a future-like :class:`Waiter` in the queue.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,15 +25,14 @@ from seawall.algorithms.gcra import KeyedGcra
 from seawall.algorithms.partition import PartitionedLimiter
 from seawall.algorithms.retry_budget import RetryBudget
 from seawall.config.schema import Config
-from seawall.config.stack import make_limit
-from seawall.core.errors import Overloaded
+from seawall.config.stack import gate_settings, make_limit
 from seawall.core.types import Criticality, Operation, Request, Response
 from seawall.policies.admission import AdmissionPolicy
 from seawall.policies.deployment import DeploymentHandle
-from seawall.policies.gate import AdmissionGate, GateSettings, Ticket
+from seawall.policies.gate import AdmissionGate, Ticket
 from seawall.policies.route import ModelGroup, RetrySettings, Router
 
-__all__ = ["Replica", "SimClock", "SimGate", "SimRng", "Waiter", "build_replica"]
+__all__ = ["AdmissionGate", "Replica", "SimClock", "SimRng", "Waiter", "build_replica"]
 
 
 class SimClock:
@@ -67,7 +64,7 @@ class SimRng:
 
 
 class Waiter:
-    """What a request waiting in a :class:`SimGate` queue is: the part of ``asyncio.Future`` the
+    """What a request waiting in a :class:`AdmissionGate` queue is: the part of ``asyncio.Future`` the
     gate uses (``done``, ``set_result``, ``set_exception``, ``cancel``). A result or an error is
     handed to ``notify`` (the engine schedules the continuation, as asyncio would)."""
 
@@ -92,57 +89,13 @@ class Waiter:
         self._done = True
         self.notify(self.token, ticket, None)
 
-    def set_exception(self, exc: Exception) -> None:
+    def set_exception(self, exc: BaseException) -> None:
         self._done = True
-        self.notify(self.token, None, exc)
+        self.notify(self.token, None, exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
 
-
-class SimGate(AdmissionGate):
-    """:class:`AdmissionGate` whose wait is an event instead of an ``await``."""
-
-    def offer(self, crit: Criticality, units: float, deadline_s: float, waiter: Waiter) -> tuple[Ticket | None, float]:
-        """``AdmissionGate.acquire`` up to its wait, line for line.
-
-        Returns ``(ticket, 0.0)`` when the request starts now, ``(None, queue_deadline_s)`` when it
-        waits (the waiter hears of its start or rejection; the caller calls :meth:`timer` at the
-        queue deadline), and raises :class:`Overloaded` when it is refused at once."""
-        now = self.clock.now()
-        limit = self.limit.limit
-        if self.queue.units_at_or_above(crit) <= 0 and self._try_start(crit, units, limit):
-            return Ticket(crit, units, now, 0.0), 0.0
-        s = self.settings
-        if self.saturated(crit, now):
-            if self.queue.units_at_or_above(crit) > 0:
-                self.last_full_reject_s[crit] = now
-            raise Overloaded("The service is at capacity; try again shortly.", reason="overload",
-                             retry_after_s=self.retry_after_s(crit, units))
-        wait_s = self.estimated_wait_s(crit, units, now)
-        if not math.isfinite(wait_s):
-            wait_s = 0.0
-        if now + min(wait_s, s.max_queue_wait_s) + s.min_service_s >= deadline_s:
-            raise self._reject(crit, units, "deadline",
-                               "The service is at capacity and this request could not start before its "
-                               "deadline.")
-        if wait_s > s.max_queue_wait_s and len(self.queue) > 0:
-            raise self._reject(crit, units, "overload", "The service is at capacity; try again shortly.")
-        self.queue.max_units = max(units, s.queue_max_units_ratio * limit)
-        queue_deadline = min(deadline_s - s.min_service_s, now + s.max_queue_wait_s)
-        pushed = self.queue.push(waiter, crit, units, queue_deadline, now)  # type: ignore[arg-type]
-        for victim in pushed.evicted:
-            self._fail(victim, self._reject(victim.criticality, victim.units, "displaced",
-                                            "Displaced by more critical work; try again shortly."))
-        if not pushed.accepted:
-            raise self._reject(crit, units, "overload", "The service is at capacity; try again shortly.")
-        return None, queue_deadline
-
-    def timer(self, waiter: Waiter, crit: Criticality, units: float) -> None:
-        """The waiter's queue deadline passed (``acquire`` after its ``asyncio.wait``)."""
-        if not waiter.done():
-            self._dispatch()
-        if not waiter.done():
-            waiter.cancel()
-            waiter.notify(waiter.token, None, self._reject(
-                crit, units, "queue_timeout", "The request waited for capacity until its time ran out."))
+    def __call__(self) -> Waiter:
+        """Its own factory: ``AdmissionGate.offer`` makes a waiter only if the request waits."""
+        return self
 
 
 async def _never(request: Request) -> Response:  # pragma: no cover - the simulator never sends
@@ -156,7 +109,8 @@ class Replica:
                  "index", "router")
 
     def __init__(self, index: int, router: Router, admission: AdmissionPolicy | None,
-                 gates: dict[str, SimGate], auth_throttle: KeyedGcra, criticality: dict[str, Criticality]) -> None:
+                 gates: dict[str, AdmissionGate], auth_throttle: KeyedGcra,
+                 criticality: dict[str, Criticality]) -> None:
         self.index = index
         self.router = router
         self.admission = admission
@@ -209,10 +163,9 @@ def build_replica(index: int, config: Config, deployments: dict[str, list[tuple[
     a = config.admission
     if a.enabled:
         shares = {Criticality.parse(k): v for k, v in a.shares.items()}
-        settings = GateSettings(a.queue_max_items, a.queue_max_units_ratio, a.max_queue_wait_s,
-                                a.codel_target_s, a.codel_interval_s)
+        settings = gate_settings(a)
         replica.gates = gates = {
-            name: SimGate(name, clock=clock, limit=make_limit(a), limiter=PartitionedLimiter(shares),
+            name: AdmissionGate(name, clock=clock, limit=make_limit(a), limiter=PartitionedLimiter(shares),
                           settings=settings)
             for name in router.groups}
         replica.admission = AdmissionPolicy(

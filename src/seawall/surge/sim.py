@@ -48,9 +48,9 @@ from seawall.core.errors import GatewayError
 from seawall.core.types import Criticality
 from seawall.policies.admission import SAMPLE_MAX_LOOP_LAG_S
 from seawall.policies.deployment import MAX_COOLDOWN_S, MIN_COOLDOWN_S
-from seawall.policies.gate import MAX_RETRY_AFTER_S
+from seawall.policies.gate import MAX_RETRY_AFTER_S, AdmissionGate, Ticket
 from seawall.surge.profiles import gateway_config
-from seawall.surge.replica import Replica, SimClock, SimGate, SimRng, Waiter, build_replica
+from seawall.surge.replica import Replica, SimClock, SimRng, Waiter, build_replica
 from seawall.surge.scenario import ClientBehaviour, Scenario
 from seawall.surge.stats import Recorder
 from seawall.surge.traffic import FloodArrivals, tier_sources
@@ -631,23 +631,25 @@ class Simulation:
         self._start(req, None)
 
     def _offer(self, req: _Req) -> None:
-        gate: SimGate = req.gate
+        gate: AdmissionGate = req.gate
         waiter = Waiter(self._woken, req)
         try:
-            ticket, queue_deadline = gate.offer(req.crit, req.units, req.deadline, waiter)
+            offered = gate.offer(req.crit, req.units, req.deadline, waiter, req.requeues > 0)
         except GatewayError as err:
             self._fail(req, err.status, err.reason, err.retry_after_s)
             return
-        if ticket is not None:
-            self._start(req, ticket)
+        if offered.__class__ is Ticket:
+            self._start(req, offered)
             return
         req.state = _QUEUED
         req.waiter = waiter
-        self._at(req, queue_deadline, self._queue_timer, req.gen)
+        self._at(req, offered.deadline_s, self._queue_timer, req.gen)  # type: ignore[union-attr]
 
     def _queue_timer(self, req: _Req, gen: int) -> None:
         if req.gen == gen and req.state == _QUEUED:
-            req.gate.timer(req.waiter, req.crit, req.units)
+            rejection = req.gate.expire(req.waiter, req.crit, req.units)
+            if rejection is not None:
+                self._woken(req, None, rejection)
 
     def _woken(self, req: _Req, ticket: Any, exc: Exception | None) -> None:
         """The gate started (or refused) a waiting request: continue it, as asyncio would, next."""

@@ -139,7 +139,9 @@ def test_finds_capacity_then_follows_a_drop_and_a_rise(name: str) -> None:
     first, halved, restored = simulate(ALGORITHMS[name](1.0), PHASES)
     # From 20 to 40 at ~400 samples/s; the slowest, Gradient2, grows ~1% per 50 ms window.
     assert first.settled_after() <= 2000
-    assert halved.settled_after() <= 1000  # shrinking is fast
+    # Shrinking is fast. Gradient2 first reads capacity halved under the same load as a slower
+    # upstream (it cannot tell them apart without less load) and holds; a probe then decides.
+    assert halved.settled_after() <= (2000 if name == "gradient2" else 1000)
     assert restored.settled_after() <= 2000
 
 
@@ -283,15 +285,19 @@ def test_gradient2_min_queue_regrows_a_small_limit_in_a_few_windows() -> None:
 
 
 def test_gradient2_min_queue_is_the_floor_of_latency_cuts_but_not_of_drops() -> None:
+    # A latency that triples whatever the load is a slower upstream, not a queue, to the slowdown
+    # probe (tested below); here the floor's arithmetic alone.
     algo = Gradient2Limit(initial_limit=65536, min_limit=256, max_limit=1e7, min_queue_requests=3,
-                          probe_interval=0)
+                          probe_interval=0, slowdown_probe=False)
     floor = 2 * 3 * 1200  # twice three requests of 1,200 units
     _, now_s = _windows_until(algo, 1.0, lambda limit: limit > 70000)  # learn the baseline (1 s) as it grows
     settled, now_s = _windows_until(algo, 3.0, lambda limit: limit < floor * 1.01, now_s)  # a queue: 3x latency
     assert settled is not None
     _, now_s = _windows_until(algo, 3.0, lambda limit: limit < floor * 0.99, now_s)
     assert algo.limit >= floor * 0.99  # latency alone holds it at twice the floor
-    algo.on_sample(now_s + 5.0, 0.1, 1500, True)  # an upstream 429 with one request in flight
+    for _ in range(120):  # upstream 429s, one a round trip: each cuts, the floor does not hold them
+        now_s += 5.0
+        algo.on_sample(now_s, 0.1, 1500, True)
     assert algo.limit < 1500
     with pytest.raises(ValueError):
         Gradient2Limit(min_queue_requests=-1)

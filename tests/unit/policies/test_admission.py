@@ -31,7 +31,7 @@ class FixedLimit:
     def limit(self) -> float:
         return self._limit
 
-    def on_sample(self, now_s, rtt_s, inflight, dropped, units=1.0):
+    def on_sample(self, now_s, rtt_s, inflight, dropped, units=1.0, started_s=None):
         self.samples.append((rtt_s, dropped))
         return self._limit
 

@@ -11,12 +11,10 @@ from seawall.config.stack import Runtime
 from seawall.policies.admission import AdmissionPolicy
 from seawall.policies.auth import AuthPolicy
 from seawall.policies.deployment import DeploymentHandle
-from seawall.policies.gate import AdmissionGate
 from seawall.policies.route import Router
 
 MIRRORED = {
     # function the simulator mirrors -> (where, fingerprint of its source)
-    "AdmissionGate.acquire": (AdmissionGate.acquire, "surge/replica.py SimGate.offer/timer"),
     "AdmissionPolicy.__call__": (AdmissionPolicy.__call__, "surge/sim.py _process/_router_failed"),
     "AdmissionPolicy._sample": (AdmissionPolicy._sample, "surge/sim.py _sample"),
     "Router.__call__": (Router.__call__, "surge/sim.py _route/_router_loop"),
@@ -27,13 +25,12 @@ MIRRORED = {
 }
 
 FINGERPRINTS = {
-    "AdmissionGate.acquire": "dd94cf3afeca09d4",
-    "AdmissionPolicy.__call__": "4c9b3940afdcee8f",
+    "AdmissionPolicy.__call__": "cfaecd156f36b746",
     "AdmissionPolicy._sample": "287a77e44e6de8f0",
     "Router.__call__": "761070627bbf4b04",
     "DeploymentHandle.attempt": "b6b2e236d15ffbe9",
     "AuthPolicy.authenticate": "57b5b11cdfbc5012",
-    "Runtime._admission": "4da44493f506f765",
+    "Runtime._admission": "d8729456f5df0253",
     "Runtime._groups": "8d9b25cc474cfc3d",
 }
 

@@ -1,4 +1,5 @@
-"""The simulator's gate is the live gate minus asyncio: same decisions, step by step."""
+"""The simulator drives the gate through the same events as its asyncio driver: same decisions, step
+by step (``AdmissionGate.acquire`` against ``offer``/``expire`` with the simulator's waiter)."""
 
 import asyncio
 import heapq
@@ -10,9 +11,9 @@ from seawall.algorithms.limit import Gradient2Limit
 from seawall.algorithms.partition import PartitionedLimiter
 from seawall.core.errors import Overloaded
 from seawall.core.types import Criticality
-from seawall.policies.gate import AdmissionGate, GateSettings
+from seawall.policies.gate import AdmissionGate, GateSettings, Ticket
 from seawall.surge.profiles import gateway_config
-from seawall.surge.replica import SimClock, SimGate, SimRng, Waiter, build_replica
+from seawall.surge.replica import SimClock, SimRng, Waiter, build_replica
 from seawall.testing import FakeClock
 from tests.unit.surge.conftest import tiny
 
@@ -33,7 +34,7 @@ async def test_sim_gate_decides_like_the_live_gate(seed):
     live = AdmissionGate("g", clock=fake, limit=limit, limiter=limiter, settings=settings)
     sclock = SimClock(0.0)
     limit2, limiter2, settings2 = _parts()
-    sim = SimGate("g", clock=sclock, limit=limit2, limiter=limiter2, settings=settings2)
+    sim = AdmissionGate("g", clock=sclock, limit=limit2, limiter=limiter2, settings=settings2)
 
     live_tasks = {}
     live_out: dict[int, object] = {}
@@ -66,16 +67,17 @@ async def test_sim_gate_decides_like_the_live_gate(seed):
             live_tasks[i] = asyncio.ensure_future(live.acquire(crit, units, deadline))
             waiter = Waiter(notify, i)
             try:
-                ticket, qdl = sim.offer(crit, units, deadline, waiter)
+                offered = sim.offer(crit, units, deadline, waiter)
             except Overloaded as exc:
                 sim_out[i] = exc.reason
             else:
-                if ticket is not None:
-                    sim_out[i] = ticket
-                    sim_tickets[i] = ticket
+                if isinstance(offered, Ticket):
+                    sim_out[i] = offered
+                    sim_tickets[i] = offered
                 else:
+                    assert offered.waiter is waiter
                     waiters[i] = (waiter, crit, units)
-                    heapq.heappush(timers, (qdl, i, i))
+                    heapq.heappush(timers, (offered.deadline_s, i, i))
         elif op < 0.9:
             candidates = [k for k, v in live_out.items() if not isinstance(v, str) and k not in started_live]
             if candidates:
@@ -91,7 +93,9 @@ async def test_sim_gate_decides_like_the_live_gate(seed):
             while timers and timers[0][0] <= sclock.t:
                 _, _, k = heapq.heappop(timers)
                 waiter, crit, units = waiters[k]
-                sim.timer(waiter, crit, units)
+                rejection = sim.expire(waiter, crit, units)
+                if rejection is not None:
+                    notify(k, None, rejection)
         await settle()
         assert {k: (v if isinstance(v, str) else "started") for k, v in live_out.items()} == \
                {k: (v if isinstance(v, str) else "started") for k, v in sim_out.items()}, f"step {i}"
