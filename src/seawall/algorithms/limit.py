@@ -19,8 +19,8 @@ timeout, ``units`` the request's own weight (default 1), ``started_s`` when it w
 per token, or probes and the once-per-round-trip cuts misjudge which requests they cover).
 Latency samples are aggregated over a window that closes once it holds ``window_samples``
 (default 10) successful samples *and* spans ``window_s`` (default 0.05 s): ten samples average
-out per-request noise, and 50 ms caps the update rate at 20/s however busy the upstream. Dropped samples are kept out of the latency average (a fast
-429 would look like an idle upstream).
+out per-request noise, and 50 ms caps the update rate at 20/s however busy the upstream. Dropped
+samples are kept out of the latency average (a fast 429 would look like an idle upstream).
 
 Drops. Any drop cuts the limit at once by ``backoff_ratio`` (default 0.9), but at most once per
 window of ``max(window_s, smoothed rtt)`` and only for requests that *started after* the previous
