@@ -81,7 +81,8 @@ class LimitAlgorithm(Protocol):
 
 
 class _Window:
-    __slots__ = ("count", "dropped", "inflight_max", "inflight_sum", "rtt_sum_s", "start_s", "units_sum")
+    __slots__ = ("count", "dropped", "first_started_s", "inflight_max", "inflight_sum", "rtt_sum_s", "start_s",
+                 "units_sum")
 
     def __init__(self, start_s: float) -> None:
         self.start_s = start_s
@@ -90,6 +91,7 @@ class _Window:
         self.units_sum = 0.0
         self.inflight_max = 0.0
         self.inflight_sum = 0.0
+        self.first_started_s = math.inf  # when the earliest of its requests was admitted
         self.dropped = False
 
     @property
@@ -220,6 +222,8 @@ class _WindowedLimit:
         window.rtt_sum_s += rtt_s
         window.units_sum += units
         window.inflight_sum += inflight
+        if started_s < window.first_started_s:
+            window.first_started_s = started_s
         if inflight > window.inflight_max:
             window.inflight_max = inflight
         if window.count >= self.window_samples and now_s - window.start_s >= self.window_s:
@@ -320,8 +324,8 @@ class Gradient2Limit(_WindowedLimit):
     queue_ratio 0.05 (0, 0.5], min_queue_requests 0 (>= 0).
     """
 
-    __slots__ = ("_calm_inflight", "_long_rtt_s", "_raised_ratio", "long_window", "min_queue_requests", "queue_ratio",
-                 "slowdown_probe", "smoothing", "tolerance")
+    __slots__ = ("_calm_inflight", "_cut_at_s", "_long_rtt_s", "_raised_ratio", "long_window", "min_queue_requests",
+                 "queue_ratio", "slowdown_probe", "smoothing", "tolerance")
 
     def __init__(
         self,
@@ -360,6 +364,7 @@ class Gradient2Limit(_WindowedLimit):
         self._long_rtt_s = 0.0
         self._calm_inflight = 0.0  # the most work in flight in recent windows without queueing
         self._raised_ratio = 1.0  # how far holds have raised the baseline since it was last measured
+        self._cut_at_s = -math.inf  # the last latency cut: a window of older requests cannot cut again
 
     @property
     def long_rtt_s(self) -> float:
@@ -407,6 +412,10 @@ class Gradient2Limit(_WindowedLimit):
                 self._probe_wanted = True
             return limit
         self._long_rtt_s = long_s
+        if gradient < 1.0:
+            if window.first_started_s < self._cut_at_s:
+                return limit  # admitted before the last cut: old news, as with drops
+            self._cut_at_s = now_s
         queue = self.queue_ratio * limit
         floor = self.min_queue_requests * window.units_avg
         if queue < floor:

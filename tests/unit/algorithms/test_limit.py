@@ -259,12 +259,14 @@ def test_invalid_parameters_rejected() -> None:
 
 
 def _windows_until(algo: Gradient2Limit, rtt_s: float, done, start_s: float = 0.0) -> tuple[int | None, float]:
-    """Feed windows of ten requests of 1,200 units (0.5 s apart, the limit fully used) until ``done(limit)``."""
+    """Feed windows of ten requests of 1,200 units (0.5 s apart, the limit fully used) until ``done(limit)``.
+
+    ``rtt_s`` is a latency per token here: each request was admitted 0.4 s before it ended."""
     now_s = start_s
     for window in range(1, 2000):
         for _ in range(10):
             now_s += 0.5
-            algo.on_sample(now_s, rtt_s, algo.limit, False, 1200.0)
+            algo.on_sample(now_s, rtt_s, algo.limit, False, 1200.0, now_s - 0.4)
         if done(algo.limit):
             return window, now_s
     return None, now_s
@@ -301,3 +303,65 @@ def test_gradient2_min_queue_is_the_floor_of_latency_cuts_but_not_of_drops() -> 
     assert algo.limit < 1500
     with pytest.raises(ValueError):
         Gradient2Limit(min_queue_requests=-1)
+
+
+@pytest.mark.parametrize("max_queue", [None, 0.0], ids=["queueing", "refusing"])
+def test_latency_tripling_midway_relearns_the_baseline_without_collapsing(max_queue: float | None) -> None:
+    """The collapse case: every request takes three times as long from one moment on (a slowed
+    deployment), at the same capacity in concurrency. The limit must not fall below half of that
+    knee (outside the probe that checks the new baseline, which lowers it by design), and settles
+    back at the knee."""
+    algo = ALGORITHMS["gradient2"](1.0)
+    _, slower = simulate(algo, [(CAPACITY, 12.0), (CAPACITY, 40.0)], max_queue=max_queue,
+                         service_s=lambda phase: SERVICE_S * (1 + 2 * phase))
+    outside_probes = [limit for limit, probing in zip(slower.limits, slower.probing, strict=True) if not probing]
+    assert min(outside_probes) >= 0.5 * CAPACITY
+    assert slower.settled_after() <= 2000
+    assert algo.long_rtt_s > 2.0 * SERVICE_S  # the baseline followed the upstream
+
+
+def test_a_probe_ignores_requests_admitted_before_it_when_latency_is_per_token() -> None:
+    """With seconds per token as the latency, ``now - rtt`` is not when a request started: the
+    admission time must come from the caller, or requests queued at the old limit join the probe."""
+    algo = Gradient2Limit(initial_limit=100, min_limit=1, probe_interval=1, window_samples=10, window_s=0.0)
+    now_s = 0.0
+    for _ in range(10):  # one window closes: the routine probe starts
+        now_s += 0.1
+        algo.on_sample(now_s, 0.03, 100, False, 1.0, now_s - 5.0)
+    assert algo.probing
+    probe_start_s = now_s
+    for _ in range(200):  # long requests admitted before the probe (queued at the old limit): ignored
+        now_s += 0.1
+        algo.on_sample(now_s, 0.09, 100, False, 1.0, probe_start_s - 1.0)
+    assert algo.probing
+    for _ in range(30):  # admitted under the lowered limit: these measure the baseline
+        now_s += 0.1
+        algo.on_sample(now_s, 0.03, 50, False, 1.0, now_s - 0.5)
+    assert not algo.probing and algo.long_rtt_s == pytest.approx(0.03)
+
+
+def test_after_a_drop_cut_calm_windows_climb_back_within_a_dozen() -> None:
+    algo = Gradient2Limit(initial_limit=10_000, min_limit=1, probe_interval=0)
+    now_s = warmed_up(algo, rtt_s=0.1, samples=400)
+    before = algo.limit
+    algo.on_sample(now_s, 0.001, before, True)  # one 429, the limit fully in use
+    assert algo.limit == pytest.approx(0.9 * before)
+    windows = 0
+    while algo.limit < 0.99 * before and windows < 50:
+        windows += 1
+        for _ in range(10):
+            now_s += 0.01
+            algo.on_sample(now_s, 0.1, algo.limit, False)
+    assert windows <= 12  # a proportional step of ~1% a window alone would need ~50
+
+
+def test_a_drop_in_a_dip_of_load_cuts_from_the_recent_peak() -> None:
+    """Behind an upstream shared with other replicas, the 429 may come while this replica's own load
+    has dipped: the cut starts from the most it ran lately, not from the dip."""
+    algo = Gradient2Limit(initial_limit=200, min_limit=1, max_limit=200, probe_interval=0)
+    now_s = warmed_up(algo, rtt_s=0.1, samples=200)  # windows with 200 in flight
+    algo.on_sample(now_s + 0.01, 0.001, 20, True)  # the 429 arrives with 20 in flight here
+    assert algo.limit == pytest.approx(0.9 * 200)
+    cold = Gradient2Limit(initial_limit=65536, min_limit=1, probe_interval=0)
+    cold.on_sample(0.01, 0.001, 20, True)  # a cold start far above what the upstream takes
+    assert cold.limit == pytest.approx(18)

@@ -14,7 +14,7 @@ from seawall.core.errors import Overloaded
 from seawall.core.types import Criticality, Operation, Principal, Response
 from seawall.policies.admission import AdmissionPolicy, effective_criticality, service_tier_of
 from seawall.policies.deployment import DeploymentHandle
-from seawall.policies.gate import AdmissionGate, GateSettings
+from seawall.policies.gate import AdmissionGate, GateSettings, Ticket
 from seawall.policies.route import ModelGroup, Router
 from seawall.testing import FakeClock, SeededRng, make_request
 
@@ -268,3 +268,54 @@ async def test_without_more_critical_arrivals_the_estimate_is_the_plain_drain():
     await _busy_with(g, clock, C.SHEDDABLE, 5.0)
     now = clock.now()
     assert g.estimated_wait_s(C.SHEDDABLE, 10, now) == pytest.approx(0.1, rel=0.3)
+
+
+async def test_critical_tiers_wait_longer_than_sheddable_ones():
+    clock = FakeClock()
+    g = gate(clock, max_queue_wait_s=0.5, critical_max_queue_wait_s=5.0)
+    held = await g.acquire(C.CRITICAL, 100, clock.now() + 60)  # the whole limit
+    free = asyncio.ensure_future(g.acquire(C.SHEDDABLE, 10, clock.now() + 60))
+    paying = asyncio.ensure_future(g.acquire(C.CRITICAL, 10, clock.now() + 60))
+    await asyncio.sleep(0)
+    clock.advance(1.0)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    with pytest.raises(Overloaded) as refused:
+        await free
+    assert refused.value.reason == "queue_timeout"
+    assert not paying.done()  # still within its 5 s
+    g.release(held, rtt_s=0.2, dropped=False)
+    assert (await paying).queued_s == pytest.approx(1.0)
+
+
+async def test_a_requeued_request_waits_for_the_next_release_however_the_limit_reads():
+    """After an upstream 429 the limit may still read as room; the request waits for work to end."""
+    clock = FakeClock()
+    g = gate(clock, critical_max_queue_wait_s=5.0)
+    running = await g.acquire(C.CRITICAL, 10, clock.now() + 60)
+    retry = asyncio.ensure_future(g.acquire(C.CRITICAL, 10, clock.now() + 60, requeued=True))
+    await asyncio.sleep(0)
+    assert not retry.done() and g.limiter.inflight == 10  # 90 units free, yet it waits
+    g.release(running, rtt_s=0.2, dropped=False)
+    second = await retry
+    assert second.criticality is C.CRITICAL
+    g.release(second, rtt_s=0.2, dropped=False)
+    alone = await g.acquire(C.CRITICAL, 10, clock.now() + 60, requeued=True)  # nothing left to wait for
+    assert alone.queued_s == 0
+
+
+async def test_trunk_reservation_keeps_the_paying_peak_free_of_sheddable_work():
+    clock = FakeClock()
+    g = gate(clock, protect_window_s=30.0)
+    paying = [await g.acquire(C.CRITICAL, 10, clock.now() + 60) for _ in range(4)]  # a peak of 40
+    for ticket in paying:
+        g.release(ticket, rtt_s=0.2, dropped=False)
+    assert g.protected_units(C.SHEDDABLE, clock.now()) == pytest.approx(40)
+    assert g.protected_units(C.CRITICAL, clock.now()) == 0.0  # paying tiers reserve nothing among themselves
+    offered = [g.offer(C.SHEDDABLE, 10, clock.now() + 60, asyncio.get_running_loop().create_future)
+               for _ in range(10)]
+    started = [o for o in offered if isinstance(o, Ticket)]
+    assert len(started) == 6  # 100 units less the 40 the paying tiers needed; the rest wait
+    for o in offered[6:]:
+        o.waiter.cancel()
+    await g.acquire(C.CRITICAL, 40, clock.now() + 60)  # and they find them free at once
