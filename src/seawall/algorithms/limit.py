@@ -318,6 +318,17 @@ class Gradient2Limit(_WindowedLimit):
     worth, latency alone can no longer lower the limit (the gradient halves at most); 429s and
     timeouts still cut it.
 
+    Slower is not congested (``slowdown_probe``, default on). A queue we cause needs more work in
+    flight; when latency rises while clearly less is in flight (under 90%) than in recent windows
+    that read no queueing, the upstream itself got slower (a slowed deployment of the group, a
+    heavier mix), and cutting would only shed work it can take. Then the limit holds and the
+    baseline moves halfway to the new latency. An upstream whose capacity fell looks the same
+    under the same load, so once these moves have doubled the baseline since it was last measured,
+    a probe (module docstring) decides, and the level known to run calm is relearned. A latency
+    cut also needs a window of requests admitted after the previous cut: a window's requests
+    started about a round trip earlier, and several cuts on the same stale news would sink the
+    limit far below the knee (as TCP cuts once per round trip).
+
     Defaults: tolerance 1.05 (>= 1; Netflix's 1.5 lets the upstream queue 50% past baseline, too
     much when the gateway wants to hold the queue itself, by priority; raise it, or
     ``window_samples``, when window means are noisier than ~3%), smoothing 0.2 (0, 1],
