@@ -425,3 +425,27 @@ async def test_cancelling_while_waiting_for_the_answer_closes_the_upstream(
     finally:
         await up.close()
     assert (stats["cancelled"], stats["served"]) == (1, 0)
+
+
+async def test_the_requests_own_deadline_is_not_a_failure_of_the_deployment(
+    mock: tuple[str, MockUpstream],
+) -> None:
+    """A slow answer that outlives the client's budget (its deadline, shorter than the deployment's
+    timeouts) ends as ``deadline``, neutral for the breaker; the deployment's own timeout is a
+    failure."""
+    url, server = mock
+    server.configure(FAST.with_changes({"base_latency_s": 1.0}))
+    up = upstream("openai", url, read_s=30.0, total_s=60.0)
+    try:
+        with pytest.raises(UpstreamTimeout) as by_deadline:
+            await up.send(request("openai", timeout_s=0.3))
+        slow = upstream("openai", url, read_s=0.3, total_s=60.0)
+        try:
+            with pytest.raises(UpstreamTimeout) as by_deployment:
+                await slow.send(request("openai", timeout_s=30.0))
+        finally:
+            await slow.close()
+    finally:
+        await up.close()
+    assert (by_deadline.value.reason, outcome(by_deadline.value)) == ("deadline", Outcome.CANCELLED)
+    assert (by_deployment.value.reason, outcome(by_deployment.value)) == ("upstream_timeout", Outcome.FAILURE)

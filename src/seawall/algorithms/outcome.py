@@ -17,7 +17,7 @@ __all__ = ["ERROR_KINDS", "Outcome", "classify"]
 
 #: Error kinds the upstream edge reports when no (complete) response arrived. Any other non-None
 #: kind is treated like these (a failure); only ``"cancelled"`` is special.
-ERROR_KINDS = frozenset({"connect", "timeout", "read", "protocol", "cancelled"})
+ERROR_KINDS = frozenset({"connect", "timeout", "read", "protocol", "cancelled", "deadline"})
 
 
 class Outcome(enum.Enum):
@@ -57,7 +57,10 @@ def classify(status: int | None, error_kind: str | None) -> Outcome:
 
     Rules, first match wins:
 
-    1. ``error_kind == "cancelled"`` -> ``CANCELLED``.
+    1. ``error_kind == "cancelled"`` -> ``CANCELLED``; ``"deadline"`` (the request's own deadline,
+       the client's budget, ended the attempt before the deployment's timeouts did) -> ``CANCELLED``
+       too: the deployment was slow for this client, not broken, and a flood of impatient clients
+       must not open the breaker that patient ones still need.
     2. any other ``error_kind`` (connect, timeout, read, protocol, ...) -> ``FAILURE``.
     3. no status and no error -> ``FAILURE`` (nothing usable came back).
     4. 499 (client closed request, as proxies report it) -> ``CANCELLED``; 2xx -> ``SUCCESS``.
@@ -70,7 +73,7 @@ def classify(status: int | None, error_kind: str | None) -> Outcome:
     9. 5xx, and anything else (1xx, 3xx: a misbehaving upstream) -> ``FAILURE``.
     """
     if error_kind is not None:
-        return Outcome.CANCELLED if error_kind == "cancelled" else Outcome.FAILURE
+        return Outcome.CANCELLED if error_kind == "cancelled" or error_kind == "deadline" else Outcome.FAILURE
     if status is None:
         return Outcome.FAILURE
     if status == 499:

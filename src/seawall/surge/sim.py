@@ -64,7 +64,7 @@ _SDK_MAX_RETRY_AFTER_S = 120.0  # openai._constants.MAX_RETRY_AFTER_DELAY
 # Attempt states
 _IDLE, _CPU, _QUEUED, _WOKEN, _BACKOFF, _UPSTREAM = range(6)
 # Upstream answers
-_OK, _R429, _R500, _TIMEOUT = range(4)
+_OK, _R429, _R500, _TIMEOUT, _DEADLINE = range(5)
 
 Handler = Callable[[Any, Any], None]
 
@@ -785,7 +785,8 @@ class Simulation:
         total_s = first_s + (n - 1 if n > 1 else 0) * up.interval_s
         head_s = first_s if req.stream else total_s  # when the response head (first byte) arrives
         if head_s > up.read_s or now + rtt + head_s > limit_t:
-            req.up_kind = _TIMEOUT
+            # the deployment's own timeout, or the request's deadline first (UpstreamClient._timed_out)
+            req.up_kind = _TIMEOUT if head_s > up.read_s or req.deadline > now + up.total_s else _DEADLINE
             t = now + up.read_s
             if limit_t < t:
                 t = limit_t
@@ -793,7 +794,7 @@ class Simulation:
             return True
         req.up_kind = _OK
         t_end = now + rtt + total_s
-        req.cut = limit_t < t_end  # a stream that runs into its deadline breaks mid-way
+        req.cut = limit_t < t_end  # a stream that runs into its deadline or total timeout breaks mid-way
         req.t_end = limit_t if req.cut else t_end
         if req.stream:
             self._at(req, now + rtt + first_s, self._first_byte, req.gen)
@@ -836,7 +837,10 @@ class Simulation:
             req.up = None
         now = self.clock.t
         broke = req.cut
-        req.dep._finish(req.permit, req.units, Outcome.FAILURE if broke else Outcome.SUCCESS, None)
+        # A break at the request's own deadline tells nothing about the deployment (outcome.py).
+        outcome = (Outcome.SUCCESS if not broke else Outcome.CANCELLED if req.t_end >= req.deadline
+                   else Outcome.FAILURE)
+        req.dep._finish(req.permit, req.units, outcome, None)
         if req.gate is not None:
             req.gate.release(req.ticket, rtt_s=None if broke else self._sample(req, now), dropped=False)
         self._router_done(now, req.sent + 1)
@@ -886,9 +890,12 @@ class Simulation:
         elif kind == _R500:
             err = (502, "upstream_500", None, 500, None)
             dep._finish(req.permit, req.units, Outcome.FAILURE, None)
-        else:
+        elif kind == _TIMEOUT:
             err = (504, "upstream_timeout", None, None, "timeout")
             dep._finish(req.permit, req.units, Outcome.FAILURE, None)
+        else:
+            err = (504, "deadline", None, None, "deadline")
+            dep._finish(req.permit, req.units, Outcome.CANCELLED, None)
         req.sent += 1
         req.last_err = err
         req.state = _BACKOFF  # holds its ticket, nothing upstream: a client timeout now is as in a backoff

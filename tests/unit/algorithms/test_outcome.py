@@ -32,6 +32,7 @@ from seawall.algorithms.window import SlidingCounts
         (200, "read", Outcome.FAILURE),  # stream broke after a 200 head
         (200, "cancelled", Outcome.CANCELLED),
         (None, "cancelled", Outcome.CANCELLED),
+        (None, "deadline", Outcome.CANCELLED),  # the client's budget ran out, not the deployment
         (None, None, Outcome.FAILURE),
     ],
 )
@@ -43,7 +44,7 @@ def test_only_failures_and_overload_are_retryable():
     assert {o for o in Outcome if o.retryable} == {Outcome.FAILURE, Outcome.OVERLOADED}
 
 
-@given(st.integers(100, 599), st.sampled_from(sorted(ERROR_KINDS - {"cancelled"})))
+@given(st.integers(100, 599), st.sampled_from(sorted(ERROR_KINDS - {"cancelled", "deadline"})))
 def test_any_error_kind_other_than_cancelled_is_a_failure(status, kind):
     assert classify(status, kind) is Outcome.FAILURE
 

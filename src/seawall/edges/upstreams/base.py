@@ -28,6 +28,8 @@ from seawall.edges.upstreams.http1 import ConnectFailed, HttpClient, HttpError, 
 from seawall.env import Clock
 from seawall.providers.translate import Untranslatable
 
+_DEADLINE_SLACK_S = 0.005  # a timer set for the deadline may fire this early on the loop's clock
+
 __all__ = [
     "ANTHROPIC_RATE_LIMITS",
     "OPENAI_RATE_LIMITS",
@@ -253,8 +255,7 @@ class HttpUpstream:
             resp = await self._http.post(url, body, headers, connect_s=s.connect_s, read_s=s.read_s,
                                          total_s=min(s.total_s, remaining_s), stream=stream)
         except HttpTimeout:
-            raise UpstreamTimeout(f"Upstream '{self.name}' did not answer in time.",
-                                  reason="upstream_timeout", error_kind="timeout") from None
+            raise self._timed_out(request, f"Upstream '{self.name}' did not answer in time.") from None
         except ConnectFailed as exc:
             raise UpstreamError(f"Upstream '{self.name}' unreachable: {exc}.",
                                 reason="upstream_connect", error_kind="connect") from None
@@ -279,8 +280,7 @@ class HttpUpstream:
             return response
         except HttpTimeout:
             resp.close()
-            raise UpstreamTimeout(f"Upstream '{self.name}' timed out.", reason="upstream_timeout",
-                                  error_kind="timeout") from None
+            raise self._timed_out(request, f"Upstream '{self.name}' timed out.") from None
         except HttpError as exc:
             resp.close()
             raise UpstreamError(f"Upstream '{self.name}' failed: {exc}.",
@@ -292,6 +292,14 @@ class HttpUpstream:
         except BaseException:
             resp.close()
             raise
+
+    def _timed_out(self, request: Request, message: str) -> UpstreamTimeout:
+        """The deployment's own timeout (a failure of it), or the request's deadline (the client's
+        budget ran out first: neutral for the breaker, see ``algorithms/outcome.py``)."""
+        if self.clock.now() >= request.deadline - _DEADLINE_SLACK_S:
+            return UpstreamTimeout("The request's deadline passed while the upstream was answering.",
+                                   reason="deadline", error_kind="deadline")
+        return UpstreamTimeout(message, reason="upstream_timeout", error_kind="timeout")
 
     @contextlib.contextmanager
     def reading_stream(self) -> Iterator[None]:
