@@ -94,7 +94,8 @@ class RequestContext:
     principal: Principal | None = None
     criticality: Criticality | None = None
     deployments_tried: list[str] = field(default_factory=list)
-    attempts: int = 0
+    attempts: int = 0  # upstream sends, all rounds together
+    requeues: int = 0  # rounds the admission policy granted after an upstream 429 (each paid from the budget)
     reason: str | None = None  # why it was shed or failed, for the ledger and metrics
     ttft_s: float | None = None  # streams: seconds from receipt to the first event
 

@@ -131,6 +131,7 @@ class AdmissionPolicy:
                         exc.retry_after_s = max(exc.retry_after_s or 0.0, gate.retry_after_s(crit, units))
                     raise
                 requeues += 1
+                request.ctx.requeues = requeues  # grants the router one more send (route.py)
             except BaseException as exc:
                 gate.release(ticket, rtt_s=None, dropped=getattr(exc, "error_kind", None) == "timeout")
                 raise

@@ -127,10 +127,15 @@ class Router:
         last: GatewayError | None = None
         overloaded: set[str] = set()
         sent = 0
+        # Sends in earlier rounds (the admission policy requeues after an upstream 429): one plan
+        # per client request. max_attempts bounds them all, plus one send per requeue (each paid
+        # from the same retry budget), not max_attempts per round.
+        prior = request.ctx.attempts
+        cap = self.retry.max_attempts + request.ctx.requeues
         # Each deployment in failover order; with fewer deployments than attempts, round again
         # (after a backoff), except to one that said 429: the admission layer owns that wait.
         for dep in (order * self.retry.max_attempts)[: max(len(order), self.retry.max_attempts)]:
-            if sent >= self.retry.max_attempts:
+            if prior + sent >= cap:
                 break
             if dep.name in overloaded:
                 continue
@@ -155,14 +160,14 @@ class Router:
                     request.ctx.deployments_tried.pop()
                     continue  # nothing was sent; costs no attempt and no budget
                 sent += 1
-                request.ctx.attempts = sent
+                request.ctx.attempts = prior + sent
                 outcome = outcome_of(err)
                 if not outcome.retryable:
                     raise
                 if outcome is Outcome.OVERLOADED:
                     overloaded.add(dep.name)
                 continue
-            request.ctx.attempts = sent + 1
+            request.ctx.attempts = prior + sent + 1
             return response
         if last is None:
             raise Overloaded(f"No deployment of '{group.name}' is available.", reason="no_deployment",

@@ -160,6 +160,7 @@ class _Req:
         "overloaded",
         "permit",
         "pos",
+        "prior",
         "replica",
         "requeues",
         "retries",
@@ -193,6 +194,7 @@ class _Req:
     overloaded: list[str]
     permit: Any
     pos: int
+    prior: int
     replica: Replica
     requeues: int
     rtt_s: float | None
@@ -614,6 +616,7 @@ class Simulation:
                 self._fail(req, err.status, err.reason, err.retry_after_s)
                 return
             req.requeues = 0
+            req.prior = 0
             req.ticket = None
             req.tried = []
             req.t_first = -1.0
@@ -624,6 +627,7 @@ class Simulation:
                 return
         else:
             req.requeues = 0
+            req.prior = 0
             req.ticket = None
             req.tried = []
             req.t_first = -1.0
@@ -710,7 +714,7 @@ class Simulation:
         while req.pos < len(seq):
             dep = seq[req.pos]
             req.pos += 1
-            if req.sent >= max_attempts:
+            if req.prior + req.sent >= max_attempts + req.requeues:  # one plan per request (Router.__call__)
                 break
             if dep.name in req.overloaded:
                 continue
@@ -921,6 +925,7 @@ class Simulation:
         if (outcome is Outcome.OVERLOADED and admission is not None and req.requeues < admission.max_requeues
                 and req.replica.router.budget.try_retry(now, req.retries)):
             req.requeues += 1
+            req.prior += req.sent
             self._offer(req)
             return
         if outcome is Outcome.OVERLOADED:

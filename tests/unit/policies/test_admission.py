@@ -319,3 +319,27 @@ async def test_trunk_reservation_keeps_the_paying_peak_free_of_sheddable_work():
     for o in offered[6:]:
         o.waiter.cancel()
     await g.acquire(C.CRITICAL, 40, clock.now() + 60)  # and they find them free at once
+
+
+async def test_one_retry_plan_per_client_request_across_requeues():
+    """The admission requeue after a 429 and the router's own retries share one plan: an upstream
+    that refuses everything sees at most ``max_attempts`` sends plus one per requeue (each paid from
+    the retry budget) per client request, not 3 per round (up to 9)."""
+    clock = FakeClock()
+    g = gate(clock, critical_max_queue_wait_s=5.0)
+    sends = []
+
+    async def refuse(request):
+        sends.append(request.id)
+        raise Overloaded("upstream busy", upstream_status=429, retry_after_s=0.01)
+
+    handler, _ = _policy(clock, g, send=refuse)
+    principal = Principal("k", "t", "ent", C.CRITICAL_PLUS)
+    for _ in range(5):
+        before = len(sends)
+        request = make_request(principal=principal, now_s=clock.now())
+        with pytest.raises(Overloaded):
+            await handler(request)
+        assert request.ctx.attempts == len(sends) - before <= 3 + 2  # max_attempts + max_requeues
+        clock.advance(2.0)
+    assert g.limiter.inflight == 0

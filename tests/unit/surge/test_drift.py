@@ -25,9 +25,9 @@ MIRRORED = {
 }
 
 FINGERPRINTS = {
-    "AdmissionPolicy.__call__": "cfaecd156f36b746",
+    "AdmissionPolicy.__call__": "cb503b3394181390",
     "AdmissionPolicy._sample": "287a77e44e6de8f0",
-    "Router.__call__": "761070627bbf4b04",
+    "Router.__call__": "780c4624e6d0ffa8",
     "DeploymentHandle.attempt": "b6b2e236d15ffbe9",
     "AuthPolicy.authenticate": "57b5b11cdfbc5012",
     "Runtime._admission": "d8729456f5df0253",

@@ -190,7 +190,10 @@ def test_shards_tell_the_same_story_as_one_run(tiny_scenario):
     s = tiny(upstream=TWO_DEPLOYMENTS)
     whole, sharded = _summary(simulate(s, "seawall", replicas=4)), _summary(simulate(s, "seawall", replicas=4,
                                                                                       shards=2, processes=1))
-    assert sharded["api"]["success_rate_pct"] == whole["api"]["success_rate_pct"] == 100.0
+    # api (clients that never retry) is held within one plan of sends per request: a request whose
+    # every send met full slots fails, so not always 100%
+    assert sharded["api"]["success_rate_pct"] >= 99.0 and whole["api"]["success_rate_pct"] >= 99.0
+    assert abs(sharded["api"]["success_rate_pct"] - whole["api"]["success_rate_pct"]) < 1.0
     for tier in ("plus", "free"):  # the free tier, shed hardest, moves most (a few hundred requests here)
         assert abs(sharded[tier]["success_rate_pct"] - whole[tier]["success_rate_pct"]) < 7.5
         assert sharded[tier]["requests"] == pytest.approx(whole[tier]["requests"], rel=0.05)
