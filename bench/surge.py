@@ -190,6 +190,7 @@ async def run(args: argparse.Namespace) -> str:
         try:
             results, timeline, samples = await run_load(gw.url + "/v1/chat/completions", keys, steps, admin,
                                                         gw.url, gw.rss_mb, rate_of)
+            upstream_sends = (await asyncio.to_thread(_mock_stats, mock.url))["by_path"].get("/v1/chat/completions", 0)
         finally:
             gw.stop()
             mock.stop()
@@ -216,6 +217,8 @@ async def run(args: argparse.Namespace) -> str:
             lims = sorted(lim for t, lim, _ in samples if t0 <= t < t0 + d and lim == lim)
             limit_by_step[step] = lims[len(lims) // 2] if lims else float("nan")
             t0 += d
+        client_requests = sum(b.sent for b in results.values())
+        sends_per_request = upstream_sends / client_requests if client_requests else float("nan")
         out.append(f"### {name}\n\n" + table(
             ["step", "tier", "sent", "success", "p50 ms", "p99 ms", "shed p99 ms", "other failures"], rows)
             + "\n\nGateway RSS by step (MB): "
@@ -224,7 +227,8 @@ async def run(args: argparse.Namespace) -> str:
               f"{UNITS_PER_REQUEST} units, capacity = {args.capacity * UNITS_PER_REQUEST}): "
             + ", ".join(f"{k} {v:.0f}" for k, v in limit_by_step.items())
             + f". Recovery after the surge: limit back within 20% in {lim_rec:.1f} s, "
-              f"all tiers >= 99% success in {ok_rec:.1f} s.")
+              f"all tiers >= 99% success in {ok_rec:.1f} s. Upstream sends per client request: "
+              f"{sends_per_request:.3f} ({upstream_sends} sends for {client_requests} requests).")
         crit = {s: results.get((s, "critical"), Bucket()) for s, _, _ in steps}
         unloaded_p99 = pct(crit["1x"].ok, 0.99)
         for step in ("10x", "50x"):
@@ -242,6 +246,11 @@ async def run(args: argparse.Namespace) -> str:
         ["config", "step", "critical success", "critical p99 / unloaded p99", "shed p99 ms (all)",
          "critical statuses"], verdict_rows)
     return header + "\n\n" + summary + "\n\n" + "\n\n".join(out)
+
+
+def _mock_stats(url: str) -> dict:
+    with urllib.request.urlopen(url + "/mock/stats", timeout=10) as resp:
+        return json.load(resp)
 
 
 def main() -> None:
