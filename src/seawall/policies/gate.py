@@ -102,6 +102,7 @@ class AdmissionGate:
         self.drain = DrainRate()
         self.starts = [DrainRate() for _ in Criticality]  # work units started per second, per criticality
         self.demand = PeakDemand(s.protect_window_s)
+        self._protecting = s.protect_window_s > 0.0  # off by default: no demand bookkeeping at all
         self.last_full_reject_s = [-math.inf] * len(Criticality)
 
     # -- admission --------------------------------------------------------------------------
@@ -151,7 +152,8 @@ class AdmissionGate:
         """
         now = self.clock.now()
         limiter = self.limiter
-        self.demand.observe(crit, limiter.usage(crit) + self.queue.units_in(crit) + units, now)
+        if self._protecting:
+            self.demand.observe(crit, limiter.usage(crit) + self.queue.units_in(crit) + units, now)
         limit = self.limit.limit
         if ((not requeued or not limiter.inflight) and self.queue.units_at_or_above(crit) <= 0
                 and self._try_start(crit, units, limit)):
@@ -223,7 +225,8 @@ class AdmissionGate:
         inflight = self.limiter.inflight
         crit = ticket.criticality
         self.limiter.release(crit, ticket.units)
-        self.demand.observe(crit, self.limiter.usage(crit) + self.queue.units_in(crit), now)
+        if self._protecting:
+            self.demand.observe(crit, self.limiter.usage(crit) + self.queue.units_in(crit), now)
         self.drain.on_complete(now, ticket.units)
         if rtt_s is not None or dropped:
             self.limit.on_sample(now, rtt_s if rtt_s is not None else 0.0, inflight, dropped, ticket.units,
@@ -253,7 +256,7 @@ class AdmissionGate:
         algorithms/demand.py). Critical tiers leave nothing: between them the queue's order
         decides, and between sheddable tiers too (a reservation for a tier that is itself being
         shed would only hold capacity idle)."""
-        if crit >= _CRITICAL:
+        if crit >= _CRITICAL or not self._protecting:
             return 0.0
         protect = 0.0
         usage = self.limiter.usage
