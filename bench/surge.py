@@ -218,7 +218,8 @@ async def run(args: argparse.Namespace) -> str:
             limit_by_step[step] = lims[len(lims) // 2] if lims else float("nan")
             t0 += d
         client_requests = sum(b.sent for b in results.values())
-        sends_per_request = upstream_sends / client_requests if client_requests else float("nan")
+        served = sum(len(b.ok) for b in results.values())
+        sends_per_ok = upstream_sends / served if served else float("nan")
         out.append(f"### {name}\n\n" + table(
             ["step", "tier", "sent", "success", "p50 ms", "p99 ms", "shed p99 ms", "other failures"], rows)
             + "\n\nGateway RSS by step (MB): "
@@ -227,8 +228,9 @@ async def run(args: argparse.Namespace) -> str:
               f"{UNITS_PER_REQUEST} units, capacity = {args.capacity * UNITS_PER_REQUEST}): "
             + ", ".join(f"{k} {v:.0f}" for k, v in limit_by_step.items())
             + f". Recovery after the surge: limit back within 20% in {lim_rec:.1f} s, "
-              f"all tiers >= 99% success in {ok_rec:.1f} s. Upstream sends per client request: "
-              f"{sends_per_request:.3f} ({upstream_sends} sends for {client_requests} requests).")
+              f"all tiers >= 99% success in {ok_rec:.1f} s. Upstream sends: {upstream_sends} for "
+              f"{client_requests} client requests, {served} of them served: {sends_per_ok:.3f} sends per "
+              "served request (refusals by the gateway itself send nothing).")
         crit = {s: results.get((s, "critical"), Bucket()) for s, _, _ in steps}
         unloaded_p99 = pct(crit["1x"].ok, 0.99)
         for step in ("10x", "50x"):
