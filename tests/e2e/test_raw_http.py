@@ -107,8 +107,26 @@ def test_bad_keys_are_401(gateway, headers, code):
 
 
 def test_unknown_path_and_wrong_method(gateway):
-    assert_openai_error(httpx.get(gateway.url + "/v1/nope", timeout=5), 404, "unknown_url")
-    assert_openai_error(httpx.get(gateway.url + CHAT, timeout=5), 405, "method_not_allowed")
+    missing = httpx.get(gateway.url + "/v1/nope", timeout=5)
+    assert_openai_error(missing, 404, "unknown_url")
+    wrong = httpx.get(gateway.url + CHAT, timeout=5)
+    assert_openai_error(wrong, 405, "method_not_allowed")
+    assert wrong.headers["allow"] == "POST"
+    media = httpx.post(gateway.url + CHAT, content=GOOD, headers={"content-type": "text/plain"}, timeout=5)
+    assert_openai_error(media, 415)
+    # the client sent something wrong: OpenAI's type for that, not a server error
+    assert {r.json()["error"]["type"] for r in (missing, wrong, media)} == {"invalid_request_error"}
+
+
+def test_head_answers_at_once_on_every_route(gateway):
+    """A HEAD response has no body to carry its head; it once waited for one for ever."""
+    for path, status in (("/healthz", 200), ("/readyz", 200), ("/v1/models", 401), (CHAT, 405), ("/v1/nope", 404)):
+        started = time.monotonic()
+        r = httpx.head(gateway.url + path, timeout=5)
+        assert time.monotonic() - started < 2.0, path  # generous: the bound is "not a hang"
+        assert r.status_code == status, path
+        assert r.content == b"" and "x-request-id" in r.headers
+    assert httpx.head(gateway.url + "/healthz", timeout=5).headers["content-type"] == "application/json"
 
 
 def test_bad_request_timeout_header(gateway):

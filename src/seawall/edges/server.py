@@ -171,11 +171,13 @@ class GatewayApp:
         dialect = route.dialect if route is not None else OPENAI
         try:
             if route is None:
-                raise GatewayError(f"Unknown path '{scope['path'][:200]}'.", status=404,
-                                   code="unknown_url")
-            if scope["method"] != route.method:
-                raise GatewayError(f"Method {scope['method']} is not allowed on {scope['path']}; "
-                                   f"use {route.method}.", status=405, code="method_not_allowed")
+                raise InvalidRequest(f"Unknown path '{scope['path'][:200]}'.", status=404,
+                                     code="unknown_url")
+            method = scope["method"]
+            if method != route.method and not (method == "HEAD" and route.method == "GET"):
+                raise InvalidRequest(f"Method {method} is not allowed on {scope['path']}; "
+                                     f"use {route.method}.", status=405, code="method_not_allowed",
+                                     headers=[("allow", _allowed(route.method))])
             if route.operation is None:
                 await self._plain(scope["path"], headers, scope, send, request_id)
                 return
@@ -367,6 +369,11 @@ class GatewayApp:
                                   request_id)
 
 
+def _allowed(method: str) -> str:
+    """The ``allow`` header of a route: GET routes answer HEAD too."""
+    return "GET, HEAD" if method == "GET" else method
+
+
 def _client_addr(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
@@ -376,7 +383,7 @@ def _check_content_type(headers: dict[str, str]) -> None:
     ctype = headers.get("content-type", "")
     media = ctype.partition(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
-        raise GatewayError(
+        raise InvalidRequest(
             f"Content-Type must be application/json (got '{ctype[:100] or 'none'}').",
             status=415, code="unsupported_media_type", reason="bad_content_type",
         )
@@ -449,7 +456,8 @@ class HttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         cycle = self.cycle
-        if cycle is not None and cycle.transport is self.transport:
+        # A HEAD response has no body write to carry its held head: never hold it back.
+        if cycle is not None and cycle.transport is self.transport and self.scope["method"] != "HEAD":
             cycle.transport = CoalescingWriter(self.transport)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
