@@ -3,6 +3,7 @@ format, never a stack trace or a hang; a client that goes away cancels the upstr
 
 import asyncio
 import contextlib
+import json
 import socket
 import subprocess
 import sys
@@ -267,3 +268,15 @@ def test_every_request_lands_in_the_ledger(gateway):
     rows = [r for r in json.loads(after) if r["tenant"] == "t-free"]
     assert count(after) == n0 + 5
     assert rows[0]["tokens_out"] >= 10
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_dialect_answers_carry_request_id(gateway, stream):
+    """The anthropic SDK reads ``request-id``; it matches the gateway's ``x-request-id``."""
+    body = json.dumps({"model": "chat", "max_tokens": 4, "stream": stream,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    r = post(gateway, body, path="/v1/messages")
+    assert r.status_code == 200, r.text
+    assert r.headers["request-id"] == r.headers["x-request-id"]
+    chat = post(gateway, GOOD)
+    assert chat.status_code == 200 and "request-id" not in chat.headers  # OpenAI's dialect has its own

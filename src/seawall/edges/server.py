@@ -226,7 +226,7 @@ class GatewayApp:
         try:
             response = await self.runtime.handler(request)
             if response.stream is None:
-                await self._send_body(send, response, request_id)
+                await self._send_body(send, response, request_id, route.dialect)
             else:
                 await self._send_stream(send, response, request_id, route.dialect)
         except GatewayError as err:
@@ -294,9 +294,12 @@ class GatewayApp:
         return b"".join(chunks)
 
     # -- sending ----------------------------------------------------------------------------
-    async def _send_body(self, send: Send, response: Response, request_id: str) -> None:
+    async def _send_body(self, send: Send, response: Response, request_id: str,
+                         dialect: _Dialect = OPENAI) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
         headers.append((b"x-request-id", request_id.encode()))
+        if dialect is ANTHROPIC:  # the anthropic SDK reads request-id (its errors already carry it)
+            headers.append((b"request-id", request_id.encode()))
         headers.append((b"content-length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
@@ -306,6 +309,8 @@ class GatewayApp:
         assert response.stream is not None
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
         headers.append((b"x-request-id", request_id.encode()))
+        if dialect is ANTHROPIC:
+            headers.append((b"request-id", request_id.encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         stream = response.stream
         try:

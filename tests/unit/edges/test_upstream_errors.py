@@ -91,6 +91,18 @@ def test_openai_param_passes_through_and_garbage_bodies_get_a_generic_message() 
     assert status_error("dep", 400, {}, b"[1]").message == "The upstream rejected the request."
 
 
+def test_the_upstreams_error_code_reaches_the_client() -> None:
+    """Clients branch on it (``context_length_exceeded``); a code that does not look like one is not kept."""
+    body = (b'{"error":{"message":"This model\'s maximum context length is 8192 tokens.","type":'
+            b'"invalid_request_error","param":"messages","code":"context_length_exceeded"}}')
+    err = status_error("dep", 400, {}, body)
+    assert (err.code, err.param, err.status, err.type) == ("context_length_exceeded", "messages", 400,
+                                                           "invalid_request_error")
+    odd = b'{"error":{"message":"x","code":"<script>"}}'
+    assert status_error("dep", 400, {}, odd).code == "upstream_rejected"
+    assert status_error("dep", 422, {}, b'{"error":{"message":"x","code":42}}').code == "upstream_rejected"
+
+
 @pytest.mark.parametrize(
     ("event", "kind", "upstream_status", "expected"),
     [

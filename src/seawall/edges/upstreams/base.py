@@ -147,14 +147,20 @@ class UpstreamRejected(InvalidRequest):
 
     def __init__(self, status: int, body: bytes) -> None:
         message = "The upstream rejected the request."
-        param = None
+        param = code = None
         try:
             err = msgspec.json.decode(body).get("error", {})
             message = str(err.get("message") or message)
             param = err.get("param") if isinstance(err.get("param"), str) else None
+            # Clients branch on the upstream's code (context_length_exceeded, ...): keep it when it
+            # looks like one.
+            given = err.get("code")
+            if isinstance(given, str) and 0 < len(given) <= 64 and given.replace("_", "").isalnum():
+                code = given
         except (msgspec.DecodeError, AttributeError):
             pass
-        super().__init__(message, status=status, param=param, reason="client_error", upstream_status=status)
+        super().__init__(message, status=status, param=param, code=code, reason="client_error",
+                         upstream_status=status)
 
 
 def status_error(name: str, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
