@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 
-import msgspec
-
 from seawall.algorithms.outcome import Outcome
 from seawall.core.compose import Handler
 from seawall.core.errors import GatewayError, Overloaded
@@ -30,7 +28,7 @@ from seawall.policies.deployment import outcome_of
 from seawall.policies.gate import AdmissionGate, Ticket
 from seawall.policies.route import Router, client_retry_count, work_units
 
-__all__ = ["AdmissionPolicy", "effective_criticality", "service_tier_of"]
+__all__ = ["AdmissionPolicy", "effective_criticality"]
 
 _CRITICAL = int(Criticality.CRITICAL)  # enum member lookups cost ~0.1 µs each on Python 3.11
 SAMPLE_MAX_LOOP_LAG_S = 0.01  # above this event-loop lag, latency samples say nothing about upstreams
@@ -42,15 +40,6 @@ def effective_criticality(entitled: Criticality, service_tier: str | None) -> Cr
     if service_tier in (None, "priority"):
         return entitled
     return min(entitled, Criticality.CRITICAL)  # auto, default, scale
-
-
-def service_tier_of(crit: Criticality) -> str:
-    """The OpenAI ``service_tier`` a response reports for the criticality actually used."""
-    if crit is Criticality.CRITICAL_PLUS:
-        return "priority"
-    if crit is Criticality.SHEDDABLE:
-        return "flex"
-    return "default"
 
 
 class AdmissionPolicy:
@@ -139,8 +128,8 @@ class AdmissionPolicy:
         if self.on_admit is not None:
             self.on_admit(group.name, crit.label, ticket.queued_s)
         if response.stream is None:
-            if request.payload.service_tier is not None and request.api == "openai":
-                response.body = _with_service_tier(response.body, service_tier_of(crit))
+            # The body keeps the upstream's service_tier, as a stream's chunks do (the two once
+            # disagreed); what seawall made of the request is in x-seawall-criticality.
             gate.release(ticket, rtt_s=self._sample(started, response), dropped=False)
             return response
         response.stream = self._release_after(response.stream, gate, ticket, started, response)
@@ -166,17 +155,3 @@ class AdmissionPolicy:
             gate.release(ticket, rtt_s=self._sample(started_s, response) if finished else None, dropped=False)
 
         return after_stream(inner, release)
-
-
-
-
-def _with_service_tier(body: bytes, tier: str) -> bytes:
-    """Report the service tier actually used (only when the client asked for one: it costs a parse)."""
-    try:
-        data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return body
-    if not isinstance(data, dict):
-        return body
-    data["service_tier"] = tier
-    return msgspec.json.encode(data)

@@ -25,7 +25,7 @@ MIRRORED = {
 }
 
 FINGERPRINTS = {
-    "AdmissionPolicy.__call__": "cb503b3394181390",
+    "AdmissionPolicy.__call__": "8d3cb622265001a8",
     "AdmissionPolicy._sample": "287a77e44e6de8f0",
     "Router.__call__": "780c4624e6d0ffa8",
     "DeploymentHandle.attempt": "b6b2e236d15ffbe9",
