@@ -15,6 +15,7 @@ from seawall.core.types import Payload
 
 __all__ = [
     "SERVICE_TIERS",
+    "SYSTEM_FINGERPRINT",
     "chunk",
     "completion",
     "error_body",
@@ -24,6 +25,9 @@ __all__ = [
 ]
 
 SERVICE_TIERS = frozenset({"auto", "default", "flex", "priority", "scale"})
+# What bodies the gateway builds itself report: OpenAI's schema types system_fingerprint as a
+# string, and a null breaks strict clients; stable, so it says "these came from seawall".
+SYSTEM_FINGERPRINT = "fp_seawall"
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
@@ -205,7 +209,7 @@ def chunk(
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "system_fingerprint": None,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
     }
     if service_tier is not None:
         out["service_tier"] = service_tier
@@ -252,7 +256,7 @@ def completion(
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         },
-        "system_fingerprint": None,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
     }
     if service_tier is not None:
         out["service_tier"] = service_tier

@@ -510,7 +510,7 @@ def anthropic_response_to_openai(
             }
         ],
         "usage": _openai_usage(*_usage_from_anthropic(msg.get("usage") or {})),
-        "system_fingerprint": None,
+        "system_fingerprint": openai.SYSTEM_FINGERPRINT,
     }
 
 
@@ -631,7 +631,7 @@ class AnthropicToOpenAIStream:
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": None,
+            "system_fingerprint": openai.SYSTEM_FINGERPRINT,
             "choices": [
                 {"index": 0, "delta": {"tool_calls": [call]}, "logprobs": None, "finish_reason": None}
             ],

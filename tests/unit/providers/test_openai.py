@@ -1,5 +1,6 @@
 import msgspec
 import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from seawall.core.errors import InvalidRequest, Overloaded
 from seawall.providers import openai
@@ -89,3 +90,13 @@ def test_sse_splitter_bounds_memory():
     s = EventSplitter(max_event_bytes=10)
     with pytest.raises(ValueError):
         s.feed(b"data: " + b"x" * 100)
+
+
+def test_bodies_the_gateway_builds_have_a_string_system_fingerprint():
+    """OpenAI's schema types it as a string; strict clients reject a null."""
+    whole = openai.completion(id="c", created=1, model="m", content="hi", finish_reason="stop",
+                              prompt_tokens=1, completion_tokens=1)
+    part = openai.chunk(id="c", created=1, model="m", content="hi")
+    assert ChatCompletion.model_validate_json(whole).system_fingerprint == openai.SYSTEM_FINGERPRINT
+    assert ChatCompletionChunk.model_validate_json(part).system_fingerprint == openai.SYSTEM_FINGERPRINT
+    assert all(isinstance(msgspec.json.decode(b)["system_fingerprint"], str) for b in (whole, part))

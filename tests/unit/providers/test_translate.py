@@ -510,7 +510,7 @@ def test_anthropic_response_to_openai():
             "total_tokens": 42,
             "prompt_tokens_details": {"cached_tokens": 20},
         },
-        "system_fingerprint": None,
+        "system_fingerprint": "fp_seawall",
     }
     parsed = ChatCompletion.model_validate(out)
     assert parsed.choices[0].message.tool_calls[0].function.name == "get_weather"
@@ -713,7 +713,7 @@ def test_anthropic_stream_to_openai_is_byte_exact():
     out = [chunk for event in wire for chunk in conv.feed(event)]
     head = (
         b'data: {"id":"c1","object":"chat.completion.chunk","created":7,"model":"m",'
-        b'"system_fingerprint":null,'
+        b'"system_fingerprint":"fp_seawall",'
     )
     assert out == [
         head + b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,'
