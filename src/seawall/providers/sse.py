@@ -42,6 +42,13 @@ class EventSplitter:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         buf = self._buf + chunk
+        # A CR at the end may be the first half of a CRLF split across two reads: normalised now,
+        # it and the LF to come would read as two line ends, an event boundary that is not there.
+        # It waits for the next byte (an event that ends in a lone CR at the very end of a stream
+        # waits with it).
+        held = b""
+        if buf.endswith(b"\r"):
+            buf, held = buf[:-1], b"\r"
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events = []
@@ -52,7 +59,7 @@ class EventSplitter:
                 break
             events.append(buf[start : end + 2])
             start = end + 2
-        self._buf = buf[start:]
+        self._buf = buf[start:] + held
         if len(self._buf) > self.max_event_bytes:
             raise ValueError(f"SSE event larger than {self.max_event_bytes} bytes")
         return events

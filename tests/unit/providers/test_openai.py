@@ -1,5 +1,7 @@
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from seawall.core.errors import InvalidRequest, Overloaded
@@ -100,3 +102,27 @@ def test_bodies_the_gateway_builds_have_a_string_system_fingerprint():
     assert ChatCompletion.model_validate_json(whole).system_fingerprint == openai.SYSTEM_FINGERPRINT
     assert ChatCompletionChunk.model_validate_json(part).system_fingerprint == openai.SYSTEM_FINGERPRINT
     assert all(isinstance(msgspec.json.decode(b)["system_fingerprint"], str) for b in (whole, part))
+
+
+_EVENTS = st.lists(st.binary(min_size=1, max_size=12).map(lambda b: b.replace(b"\r", b"x").replace(b"\n", b"y")),
+                   min_size=1, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_EVENTS, st.sampled_from([b"\n", b"\r\n", b"\r"]), st.lists(st.integers(0, 200), max_size=8))
+def test_sse_splitter_is_blind_to_chunk_boundaries(payloads, eol, cuts):
+    """However the bytes are cut into reads (a CRLF split in two included), the same events come out,
+    for LF, CRLF and CR line ends."""
+    wire = b"".join(b"data: " + p + eol + eol for p in payloads) + b"data: tail"
+    points = sorted({min(c, len(wire)) for c in cuts})
+    pieces = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
+    splitter = EventSplitter()
+    events = [e for piece in pieces for e in splitter.feed(piece)]
+    assert [data_of(e) for e in events] == payloads
+    assert all(e.endswith(b"\n\n") and b"\r" not in e for e in events)
+
+
+def test_a_crlf_split_across_two_reads_is_not_an_event_boundary():
+    splitter = EventSplitter()
+    assert splitter.feed(b"data: a\r") == []
+    assert splitter.feed(b"\ndata: b\r\n\r\n") == [b"data: a\ndata: b\n\n"]
