@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from seawall.mock.config import MockConfig
+from seawall.mock.config import BEHAVIOURS, MockConfig
 
 __all__ = ["add_mock_arguments", "mock_config_from_args"]
 
-_INT_FIELDS = frozenset({"completion_tokens", "fault_after_chunks", "embedding_dimensions"})
-_OPTIONAL_INT_FIELDS = frozenset({"max_in_flight", "seed"})
+_INT_FIELDS = frozenset({"completion_tokens", "fault_after_chunks", "embedding_dimensions", "max_num_seqs",
+                         "soft_concurrency"})
+_OPTIONAL_INT_FIELDS = frozenset({"max_in_flight", "seed", "kv_cache_tokens"})
+_OPTIONAL_FLOAT_FIELDS = frozenset({"requests_per_minute", "tokens_per_minute"})
 
 
 def add_mock_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +29,11 @@ def add_mock_arguments(parser: argparse.ArgumentParser) -> None:
         default = getattr(defaults, f.name)
         if f.name == "models":
             parser.add_argument(flag, default=",".join(default), help="comma-separated model ids")
-        elif f.name in _OPTIONAL_INT_FIELDS:
-            parser.add_argument(flag, type=int, default=None, help="default: none")
+        elif f.name == "behaviour":
+            parser.add_argument(flag, choices=BEHAVIOURS, default=default, help=f"default: {default}")
+        elif f.name in _OPTIONAL_INT_FIELDS or f.name in _OPTIONAL_FLOAT_FIELDS:
+            kind = int if f.name in _OPTIONAL_INT_FIELDS else float
+            parser.add_argument(flag, type=kind, default=None, help="default: none")
         else:
             kind = int if f.name in _INT_FIELDS else float
             parser.add_argument(flag, type=kind, default=default, help=f"default: {default}")

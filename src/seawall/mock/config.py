@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MockConfig"]
+__all__ = ["BEHAVIOURS", "MockConfig"]
+
+BEHAVIOURS = ("slots", "batching", "hosted")
 
 _RATES = ("error_rate", "reset_rate", "stall_rate")
+_NON_NEGATIVE = ("prefill_tokens_per_s", "batch_slowdown", "overloaded_rate", "slowdown")
 _SECONDS = ("base_latency_s", "first_token_delay_s", "stall_s")
 
 
@@ -36,6 +39,17 @@ class MockConfig:
       latency; a reset aborts the connection (before any response, or after
       ``fault_after_chunks`` content chunks of a stream); a stall pauses for ``stall_s`` (mid-stream,
       or before a non-streaming response).
+    - ``behaviour``: how the server takes load (:mod:`seawall.mock.servers`): ``slots`` (the
+      above: ``max_in_flight`` at once, a 429 beyond), ``batching`` (vLLM-like continuous batching:
+      ``max_num_seqs`` decode together at ``tokens_per_s`` alone, ``batch_slowdown`` times slower
+      when full; prefill at ``prefill_tokens_per_s`` stalls the batch; ``kv_cache_tokens`` bounds
+      admitted prompt plus output tokens; the rest waits, never a 429; ``/metrics`` in vLLM's names)
+      or ``hosted`` (a provider: ``requests_per_minute`` / ``tokens_per_minute`` per API key, 429
+      with ``retry-after`` and ``x-ratelimit-*``; latency times ``1 + (in_flight /
+      soft_concurrency)^2``; ``overloaded_rate`` of requests, more when loaded, get 503, or 529 on
+      ``/v1/messages``). ``base_latency_s`` + ``first_token_delay_s`` is the fixed part of the
+      time to the first token in every behaviour.
+    - ``slowdown``: every duration of the behaviour times this (a deployment gone slow).
     - ``seed``: seeds the fault draws so a run of requests is reproducible.
     - ``models``: what ``GET /v1/models`` lists; any model name is accepted on requests.
     - ``embedding_dimensions``: vector length when the request does not ask for ``dimensions``.
@@ -51,12 +65,22 @@ class MockConfig:
     stall_rate: float = 0.0
     stall_s: float = 1.0
     fault_after_chunks: int = 3
+    behaviour: str = "slots"
+    max_num_seqs: int = 64
+    prefill_tokens_per_s: float = 20000.0
+    batch_slowdown: float = 2.0
+    kv_cache_tokens: int | None = None
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    soft_concurrency: int = 256
+    overloaded_rate: float = 0.0
+    slowdown: float = 1.0
     seed: int | None = None
     models: tuple[str, ...] = ("mock-chat", "mock-embed")
     embedding_dimensions: int = 8
 
     def __post_init__(self) -> None:
-        for name in (*_SECONDS, "tokens_per_s", *_RATES):
+        for name in (*_SECONDS, "tokens_per_s", *_RATES, *_NON_NEGATIVE):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"'{name}' must be a finite number >= 0, got {value!r}")
@@ -65,6 +89,26 @@ class MockConfig:
                 raise ValueError(f"'{name}' must be at most 1, got {getattr(self, name)!r}")
         if sum(getattr(self, name) for name in _RATES) > 1 + 1e-9:
             raise ValueError("'error_rate' + 'reset_rate' + 'stall_rate' must be at most 1")
+        if self.behaviour not in BEHAVIOURS:
+            raise ValueError(f"'behaviour' must be one of {list(BEHAVIOURS)}, got {self.behaviour!r}")
+        for name in ("max_num_seqs", "soft_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"'{name}' must be >= 1, got {getattr(self, name)}")
+        for name in ("prefill_tokens_per_s", "slowdown"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"'{name}' must be > 0, got {getattr(self, name)!r}")
+        if not math.isfinite(self.batch_slowdown) or self.batch_slowdown < 1:
+            raise ValueError(f"'batch_slowdown' must be >= 1, got {self.batch_slowdown!r}")
+        if self.overloaded_rate > 1:
+            raise ValueError(f"'overloaded_rate' must be at most 1, got {self.overloaded_rate!r}")
+        if self.kv_cache_tokens is not None and self.kv_cache_tokens < 1:
+            raise ValueError(f"'kv_cache_tokens' must be >= 1 or null, got {self.kv_cache_tokens}")
+        for name in ("requests_per_minute", "tokens_per_minute"):
+            value = getattr(self, name)
+            if value is not None and (not math.isfinite(value) or value <= 0):
+                raise ValueError(f"'{name}' must be > 0 or null, got {value!r}")
+        if self.behaviour == "batching" and self.tokens_per_s <= 0:
+            raise ValueError("'tokens_per_s' must be > 0 when 'behaviour' is 'batching'")
         if self.completion_tokens < 0:
             raise ValueError(f"'completion_tokens' must be >= 0, got {self.completion_tokens}")
         if self.max_in_flight is not None and self.max_in_flight < 0:
@@ -98,13 +142,21 @@ class MockConfig:
         return out
 
 
-_FLOATS = frozenset({*_SECONDS, *_RATES, "tokens_per_s"})
-_INTS = frozenset({"completion_tokens", "fault_after_chunks", "embedding_dimensions"})
-_OPTIONAL_INTS = frozenset({"max_in_flight", "seed"})
+_FLOATS = frozenset({*_SECONDS, *_RATES, *_NON_NEGATIVE, "tokens_per_s"})
+_OPTIONAL_FLOATS = frozenset({"requests_per_minute", "tokens_per_minute"})
+_INTS = frozenset({"completion_tokens", "fault_after_chunks", "embedding_dimensions", "max_num_seqs",
+                   "soft_concurrency"})
+_OPTIONAL_INTS = frozenset({"max_in_flight", "seed", "kv_cache_tokens"})
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name in _FLOATS:
+    if name == "behaviour":
+        if not isinstance(value, str):
+            raise ValueError(f"'behaviour' must be a string, got {value!r}")
+        return value
+    if name in _FLOATS or name in _OPTIONAL_FLOATS:
+        if value is None and name in _OPTIONAL_FLOATS:
+            return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"'{name}' must be a number, got {value!r}")
         return float(value)

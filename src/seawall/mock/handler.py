@@ -16,6 +16,7 @@ Nothing is printed or logged per request.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from seawall.algorithms.quota import format_reset
 from seawall.core.errors import GatewayError, InvalidRequest, Overloaded, RateLimited
 from seawall.core.types import Payload
 from seawall.env import Clock, Rng, SystemClock, SystemRng
@@ -41,8 +43,10 @@ from seawall.mock.model import (
     parse_overrides,
     plan_chat,
     retry_after_s,
+    server_for,
     token_text,
 )
+from seawall.mock.servers import TTFT_BUCKETS_S, Accepted, BatchingServer, RateLimitState, Refused
 from seawall.mock.stats import MockStats
 from seawall.providers import anthropic, openai, sse
 
@@ -67,19 +71,43 @@ class _Wire:
 
     error_body: Callable[[GatewayError], bytes]
     status_for: Callable[[GatewayError], int]
-    limit_header: str
-    remaining_header: str
+    rate_headers: Callable[[RateLimitState, float], dict[str, str]]
+    overloaded_status: int
 
 
-_OPENAI = _Wire(
-    openai.error_body, lambda err: err.status, "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests"
-)
-_ANTHROPIC = _Wire(
-    anthropic.error_body,
-    anthropic.status_for,
-    "anthropic-ratelimit-requests-limit",
-    "anthropic-ratelimit-requests-remaining",
-)
+def _openai_rate_headers(state: RateLimitState, wall_s: float) -> dict[str, str]:
+    headers = {
+        "x-ratelimit-limit-requests": str(state.limit_requests),
+        "x-ratelimit-remaining-requests": str(state.remaining_requests),
+        "x-ratelimit-reset-requests": format_reset(state.reset_requests_s),
+    }
+    if state.limit_tokens is not None:
+        headers["x-ratelimit-limit-tokens"] = str(state.limit_tokens)
+        headers["x-ratelimit-remaining-tokens"] = str(state.remaining_tokens)
+        headers["x-ratelimit-reset-tokens"] = format_reset(state.reset_tokens_s or 0.0)
+    return headers
+
+
+def _anthropic_rate_headers(state: RateLimitState, wall_s: float) -> dict[str, str]:
+    """Anthropic's names; its resets are RFC 3339 instants, not durations."""
+    headers = {
+        "anthropic-ratelimit-requests-limit": str(state.limit_requests),
+        "anthropic-ratelimit-requests-remaining": str(state.remaining_requests),
+        "anthropic-ratelimit-requests-reset": _rfc3339(wall_s + state.reset_requests_s),
+    }
+    if state.limit_tokens is not None:
+        headers["anthropic-ratelimit-tokens-limit"] = str(state.limit_tokens)
+        headers["anthropic-ratelimit-tokens-remaining"] = str(state.remaining_tokens)
+        headers["anthropic-ratelimit-tokens-reset"] = _rfc3339(wall_s + (state.reset_tokens_s or 0.0))
+    return headers
+
+
+def _rfc3339(wall_s: float) -> str:
+    return datetime.datetime.fromtimestamp(math.ceil(wall_s), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_OPENAI = _Wire(openai.error_body, lambda err: err.status, _openai_rate_headers, 503)
+_ANTHROPIC = _Wire(anthropic.error_body, anthropic.status_for, _anthropic_rate_headers, anthropic.OVERLOADED_STATUS)
 
 
 class MockUpstream:
@@ -89,7 +117,7 @@ class MockUpstream:
     chat/messages/embeddings request for fault injection (default ``SystemRng(config.seed)``).
     """
 
-    __slots__ = ("_clock", "_models_body", "_rng", "_routes", "_seq", "config", "stats")
+    __slots__ = ("_clock", "_models_body", "_rng", "_routes", "_seq", "config", "server", "stats")
 
     def __init__(self, config: MockConfig, *, clock: Clock | None = None, rng: Rng | None = None) -> None:
         self.config = config
@@ -98,6 +126,7 @@ class MockUpstream:
         self._rng: Rng = rng if rng is not None else SystemRng(config.seed)
         self._seq = 0
         self._models_body = _models_body(config)
+        self.server = server_for(config)
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/messages"): self._messages,
@@ -107,12 +136,14 @@ class MockUpstream:
             ("POST", "/mock/reset-stats"): self._reset_stats,
             ("GET", "/mock/config"): self._get_config,
             ("POST", "/mock/config"): self._set_config,
+            ("GET", "/metrics"): self._metrics,
         }
 
     def configure(self, config: MockConfig, *, reseed: bool = False) -> None:
         """Swap the live config; requests in progress finish under the one they started with."""
         self.config = config
         self._models_body = _models_body(config)
+        self.server = server_for(config, self.server)
         if reseed:
             self._rng = SystemRng(config.seed)
 
@@ -154,21 +185,38 @@ class MockUpstream:
             self.stats.invalid_400 += 1
             return _error(err, wire)
         config = self.config
+        server = self.server
         fault = _fault_for(config, overrides, self._rng.random())
-        rejection = self._admit(config, fault, wire)
+        now = self._clock.now()
+        key = _api_key(request)
+        rejection = self._injected(fault, wire, key)
         if rejection is not None:
             return rejection
         plan = plan_chat(config, max_tokens, overrides)
+        prompt = payload.estimated_prompt_tokens
+        sample = self._rng.random() if server.behaviour == "hosted" else 1.0
+        admitted = server.submit(
+            now,
+            prompt,
+            plan.completion_tokens,
+            reserve_tokens=prompt + (max_tokens if max_tokens is not None else plan.completion_tokens),
+            key=key,
+            sample=sample,
+        )
+        if isinstance(admitted, Refused):
+            return self._refused(admitted, wire, key)
+        timeline = _timeline(server, admitted, plan, overrides, now)
         self.stats.enter()
         try:
             if payload.stream:
-                return await self._stream(request, config, payload, plan, fault, wire)
-            return await self._complete(request, config, payload, plan, fault, wire)
+                return await self._stream(request, config, payload, plan, timeline, fault, wire, key)
+            return await self._complete(request, config, payload, plan, timeline, fault, wire, key)
         except asyncio.CancelledError:
             self.stats.cancelled += 1
             raise
         finally:
             self.stats.in_flight -= 1
+            server.finish(self._clock.now(), admitted.rid)
 
     async def _complete(
         self,
@@ -176,17 +224,21 @@ class MockUpstream:
         config: MockConfig,
         payload: Payload,
         plan: ChatPlan,
+        timeline: _Timeline,
         fault: Fault | None,
         wire: _Wire,
+        key: str,
     ) -> web.StreamResponse:
+        clock = self._clock
         if fault is Fault.ERROR or fault is Fault.RESET:
-            await self._clock.sleep(plan.first_token_s)
+            while not timeline.started(clock.now()):
+                await clock.sleep(_nap(timeline.due_s(1) - clock.now()))
             return self._server_error(wire) if fault is Fault.ERROR else self._reset(request, None)
-        wait_s = plan.total_s
+        while not timeline.finished(clock.now()):
+            await clock.sleep(_nap(timeline.due_s(plan.completion_tokens) - clock.now()))
         if fault is Fault.STALL:
             self.stats.stalls += 1
-            wait_s += config.stall_s
-        await self._clock.sleep(wait_s)
+            await clock.sleep(config.stall_s)
         tokens = plan.completion_tokens
         if wire is _ANTHROPIC:
             body = anthropic.message(
@@ -208,7 +260,7 @@ class MockUpstream:
                 completion_tokens=tokens,
             )
         self.stats.served += 1
-        return web.Response(body=body, headers=self._headers(config, _JSON, wire))
+        return web.Response(body=body, headers=self._headers(_JSON, wire, key))
 
     async def _stream(
         self,
@@ -216,11 +268,14 @@ class MockUpstream:
         config: MockConfig,
         payload: Payload,
         plan: ChatPlan,
+        timeline: _Timeline,
         fault: Fault | None,
         wire: _Wire,
+        key: str,
     ) -> web.StreamResponse:
         clock = self._clock
-        await clock.sleep(plan.first_token_s)
+        while not timeline.started(clock.now()):
+            await clock.sleep(_nap(timeline.due_s(1) - clock.now()))
         if fault is Fault.ERROR:
             return self._server_error(wire)
         if fault is Fault.RESET and config.fault_after_chunks == 0:
@@ -231,12 +286,11 @@ class MockUpstream:
             head, piece, tail = self._anthropic_frames(payload, plan)
         else:
             head, piece, tail = self._openai_frames(payload, plan)
-        response = web.StreamResponse(headers=self._headers(config, _SSE, wire))
+        response = web.StreamResponse(headers=self._headers(_SSE, wire, key))
         fault_at = min(config.fault_after_chunks, tokens) if fault in (Fault.RESET, Fault.STALL) else -1
         pending = head
         try:
             await response.prepare(request)
-            start = clock.now()  # token i is due at start + plan.next_due_s(i)
             sent = 0
             while True:
                 if sent == fault_at:
@@ -247,10 +301,10 @@ class MockUpstream:
                         return self._reset(request, response)
                     self.stats.stalls += 1
                     await clock.sleep(config.stall_s)
-                    start += config.stall_s
+                    timeline.delay(config.stall_s)
                 if sent >= tokens:
                     break
-                due = plan.tokens_due(clock.now() - start)
+                due = timeline.out(clock.now())
                 if sent < fault_at < due:
                     due = fault_at
                 if due > sent:
@@ -260,7 +314,7 @@ class MockUpstream:
                 if pending:
                     await response.write(b"".join(pending))
                     pending = []
-                await clock.sleep(max(plan.next_due_s(sent) - (clock.now() - start), 0.0))
+                await clock.sleep(_nap(timeline.due_s(sent + 1) - clock.now()))
             pending.extend(tail)
             await response.write(b"".join(pending))
             await response.write_eof()
@@ -320,9 +374,18 @@ class MockUpstream:
             self.stats.invalid_400 += 1
             return _error(err)
         fault = _fault_for(config, overrides, self._rng.random())
-        rejection = self._admit(config, fault, _OPENAI)
+        key = _api_key(request)
+        rejection = self._injected(fault, _OPENAI, key)
         if rejection is not None:
             return rejection
+        server = self.server
+        rid = None
+        if not isinstance(server, BatchingServer):  # a batching server serves generation only
+            prompt = sum(input_tokens(item) for item in embedding_inputs(payload.body["input"]))
+            admitted = server.submit(self._clock.now(), prompt, 0, key=key)
+            if isinstance(admitted, Refused):
+                return self._refused(admitted, _OPENAI, key)
+            rid = admitted.rid
         self.stats.enter()
         try:
             wait_s = config.base_latency_s if overrides.latency_s is None else overrides.latency_s
@@ -354,12 +417,14 @@ class MockUpstream:
                 }
             )
             self.stats.served += 1
-            return web.Response(body=body, headers=self._headers(config, _JSON, _OPENAI))
+            return web.Response(body=body, headers=self._headers(_JSON, _OPENAI, key))
         except asyncio.CancelledError:
             self.stats.cancelled += 1
             raise
         finally:
             self.stats.in_flight -= 1
+            if rid is not None:
+                server.finish(self._clock.now(), rid)
 
     async def _models(self, request: web.BaseRequest) -> web.StreamResponse:
         self.stats.served += 1
@@ -394,25 +459,40 @@ class MockUpstream:
 
     # -- shared answers ---------------------------------------------------------------------------
 
-    def _admit(self, config: MockConfig, fault: Fault | None, wire: _Wire) -> web.StreamResponse | None:
-        """A 429 when at capacity (or told to fake it), a 529 when told to, else ``None``: start."""
-        capacity = config.max_in_flight
-        at_capacity = capacity is not None and self.stats.in_flight >= capacity
+    def _injected(self, fault: Fault | None, wire: _Wire, key: str) -> web.StreamResponse | None:
+        """The answer to an injected 429 or 529 fault (``x-mock-fault``), else ``None``."""
         err: GatewayError
-        if fault is Fault.OVERLOADED and not at_capacity:
+        if fault is Fault.OVERLOADED:
             self.stats.overloaded_529 += 1
             err = Overloaded("Overloaded", status=anthropic.OVERLOADED_STATUS)
-        elif fault is Fault.RATE_LIMIT or at_capacity:
+        elif fault is Fault.RATE_LIMIT:
             self.stats.rejected_429 += 1
-            why = f"{capacity} requests in flight" if at_capacity else "injected fault"
-            err = RateLimited(f"Rate limit reached on the mock upstream ({why}).")
+            err = RateLimited("Rate limit reached on the mock upstream (injected fault).")
         else:
             return None
-        wait_s = retry_after_s(config)
-        headers = self._headers(config, _JSON, wire)
-        headers["retry-after"] = str(max(1, math.ceil(wait_s)))
-        headers["retry-after-ms"] = str(max(1, round(wait_s * 1000)))
-        return web.Response(status=err.status, body=wire.error_body(err), headers=headers)
+        return self._refusal(err, wire, key, retry_after_s(self.config))
+
+    def _refused(self, refused: Refused, wire: _Wire, key: str) -> web.StreamResponse:
+        """The behaviour model said no: a 429 (capacity, rate limit), 503/529 (overloaded) or 400."""
+        err: GatewayError
+        if refused.overloaded:
+            self.stats.overloaded_529 += 1
+            err = Overloaded("Overloaded" if wire is _ANTHROPIC else "The server is overloaded.",
+                             status=wire.overloaded_status)
+        elif refused.status == 429:
+            self.stats.rejected_429 += 1
+            err = RateLimited(f"Rate limit reached on the mock upstream ({refused.message}).")
+        else:
+            self.stats.invalid_400 += 1
+            err = InvalidRequest(refused.message, code="context_length_exceeded")
+        return self._refusal(err, wire, key, refused.retry_after_s)
+
+    def _refusal(self, err: GatewayError, wire: _Wire, key: str, wait_s: float | None) -> web.StreamResponse:
+        headers = self._headers(_JSON, wire, key)
+        if wait_s is not None:
+            headers["retry-after"] = str(max(1, math.ceil(wait_s)))
+            headers["retry-after-ms"] = str(max(1, round(wait_s * 1000)))
+        return web.Response(status=wire.status_for(err), body=wire.error_body(err), headers=headers)
 
     def _server_error(self, wire: _Wire) -> web.StreamResponse:
         self.stats.errors_500 += 1
@@ -427,17 +507,115 @@ class MockUpstream:
             transport.abort()
         return response if response is not None else web.Response(status=500)
 
-    def _headers(self, config: MockConfig, content_type: str, wire: _Wire) -> dict[str, str]:
+    def _headers(self, content_type: str, wire: _Wire, key: str) -> dict[str, str]:
         headers = {"Content-Type": content_type}
-        capacity = config.max_in_flight
-        if capacity is not None:
-            headers[wire.limit_header] = str(capacity)
-            headers[wire.remaining_header] = str(max(capacity - self.stats.in_flight, 0))
+        state = self.server.rate_limits(self._clock.now(), key)
+        if state is not None:
+            headers.update(wire.rate_headers(state, self._clock.wall()))
         return headers
+
+    async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Prometheus text in vLLM's names (``vllm:num_requests_running``, ...), any behaviour."""
+        server = self.server
+        now = self._clock.now()
+        server.advance(now)
+        gauges = server.gauges()
+        model = self.config.models[0]
+        label = f'{{model_name="{model}"}}'
+        lines = [
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.",
+            "# TYPE vllm:num_requests_running gauge",
+            f"vllm:num_requests_running{label} {gauges['running']:g}",
+            "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.",
+            "# TYPE vllm:num_requests_waiting gauge",
+            f"vllm:num_requests_waiting{label} {gauges['waiting']:g}",
+            "# HELP vllm:gpu_cache_usage_perc GPU KV-cache usage. 1 means 100 percent usage.",
+            "# TYPE vllm:gpu_cache_usage_perc gauge",
+            f"vllm:gpu_cache_usage_perc{label} {gauges.get('kv_cache_usage', 0.0):g}",
+            "# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.",
+            "# TYPE vllm:time_to_first_token_seconds histogram",
+        ]
+        if isinstance(server, BatchingServer):
+            counts, total, count = server.ttft_buckets, server.ttft_sum, server.ttft_count
+        else:
+            counts, total, count = [0] * len(TTFT_BUCKETS_S), 0.0, 0
+        for bound, n in zip(TTFT_BUCKETS_S, counts, strict=True):
+            lines.append(f'vllm:time_to_first_token_seconds_bucket{{le="{bound}",model_name="{model}"}} {n}')
+        lines.append(f'vllm:time_to_first_token_seconds_bucket{{le="+Inf",model_name="{model}"}} {count}')
+        lines.append(f"vllm:time_to_first_token_seconds_sum{label} {total:g}")
+        lines.append(f"vllm:time_to_first_token_seconds_count{label} {count}")
+        body = ("\n".join(lines) + "\n").encode()
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     def _next_id(self, prefix: str) -> str:
         self._seq += 1
         return f"{prefix}-{self._seq:010d}"
+
+
+class _Timeline:
+    """When the tokens of one admitted completion are out: fixed at admission (slots, hosted) or
+    decided by a batching server as it runs."""
+
+    __slots__ = ("first_due_s", "n", "plan", "rid", "server")
+
+    def __init__(self, plan: ChatPlan, start_s: float, server: BatchingServer | None, rid: int) -> None:
+        self.plan = plan
+        self.n = plan.completion_tokens
+        self.first_due_s = start_s + plan.first_token_s
+        self.server = server
+        self.rid = rid
+
+    def started(self, now_s: float) -> bool:
+        server = self.server
+        if server is None:
+            return now_s >= self.first_due_s - 1e-9
+        server.advance(now_s)
+        return server.started(self.rid)
+
+    def finished(self, now_s: float) -> bool:
+        server = self.server
+        if server is None:
+            return now_s >= self.first_due_s + self.plan.total_s - self.plan.first_token_s - 1e-9
+        server.advance(now_s)
+        return server.done(self.rid)
+
+    def out(self, now_s: float) -> int:
+        """Tokens out by ``now_s``."""
+        server = self.server
+        if server is None:
+            return self.plan.tokens_due(now_s - self.first_due_s)
+        server.advance(now_s)
+        return server.tokens_out(self.rid)
+
+    def due_s(self, tokens: int) -> float:
+        """When ``tokens`` tokens should be out (for a batching server, an estimate as of now)."""
+        if self.server is None:
+            return self.first_due_s + self.plan.next_due_s(max(tokens, 1) - 1)
+        return self.server.due_s(self.rid, tokens)
+
+    def delay(self, seconds: float) -> None:
+        """A stall: fixed timings shift; a batching server went on generating (sent in one go)."""
+        if self.server is None:
+            self.first_due_s += seconds
+
+
+def _timeline(server: Any, admitted: Accepted, plan: ChatPlan, overrides: Overrides, now_s: float) -> _Timeline:
+    if isinstance(server, BatchingServer):
+        return _Timeline(plan, now_s, server, admitted.rid)
+    first_s = admitted.first_s if overrides.latency_s is None else plan.first_token_s
+    fixed = ChatPlan(first_s or 0.0, admitted.interval_s, plan.completion_tokens, plan.finish_reason)
+    return _Timeline(fixed, now_s, None, admitted.rid)
+
+
+def _nap(seconds: float) -> float:
+    """How long to sleep toward a due time: at least a millisecond, so an estimate never spins."""
+    return seconds if seconds > 0.001 else 0.001
+
+
+def _api_key(request: web.BaseRequest) -> str:
+    """The caller's key, which a hosted provider's rate limits are kept per."""
+    headers = request.headers
+    return headers.get("authorization") or headers.get("x-api-key") or ""
 
 
 def _fault_for(config: MockConfig, overrides: Overrides, sample: float) -> Fault | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seawall.mock.config import MockConfig
+from seawall.mock.servers import BatchingServer, HostedServer, SlotsServer
 
 __all__ = [
     "ChatPlan",
@@ -31,6 +32,7 @@ __all__ = [
     "parse_overrides",
     "plan_chat",
     "retry_after_s",
+    "server_for",
     "token_text",
 ]
 
@@ -227,3 +229,45 @@ def encode_embedding(vector: list[float], encoding_format: str | None) -> list[f
             packed.byteswap()
         return base64.b64encode(packed.tobytes()).decode()
     return vector
+
+
+Server = SlotsServer | BatchingServer | HostedServer
+
+
+def server_for(config: MockConfig, current: Server | None = None) -> Server:
+    """The behaviour model (:mod:`seawall.mock.servers`) ``config`` asks for. ``current`` of the same
+    behaviour is updated in place, so the requests it holds (and its rate-limit buckets) carry over
+    a reconfiguration; another behaviour starts a new model and the old one drains."""
+    first_s = config.base_latency_s + config.first_token_delay_s
+    interval_s = 1.0 / config.tokens_per_s if config.tokens_per_s > 0 else 0.0
+    server: Server
+    if config.behaviour == "batching":
+        server = current if isinstance(current, BatchingServer) else BatchingServer(
+            max_num_seqs=config.max_num_seqs, tokens_per_s=config.tokens_per_s)
+        server.max_num_seqs = config.max_num_seqs
+        server.tokens_per_s = config.tokens_per_s
+        server.overhead_s = first_s
+        server.prefill_tokens_per_s = config.prefill_tokens_per_s
+        server.batch_slowdown = config.batch_slowdown
+        server.kv_cache_tokens = config.kv_cache_tokens
+    elif config.behaviour == "hosted":
+        if (isinstance(current, HostedServer) and current.requests_per_minute == config.requests_per_minute
+                and current.tokens_per_minute == config.tokens_per_minute):
+            server = current
+        else:
+            server = HostedServer(requests_per_minute=config.requests_per_minute,
+                                  tokens_per_minute=config.tokens_per_minute, first_s=first_s,
+                                  interval_s=interval_s, soft_concurrency=config.soft_concurrency)
+        server.first_s = first_s
+        server.interval_s = interval_s
+        server.soft_concurrency = config.soft_concurrency
+        server.overloaded_rate = config.overloaded_rate
+    else:
+        server = current if isinstance(current, SlotsServer) else SlotsServer(
+            config.max_in_flight, first_s, interval_s, retry_after_s(config))
+        server.capacity = config.max_in_flight
+        server.first_s = first_s
+        server.interval_s = interval_s
+        server.retry_s = retry_after_s(config)
+    server.set_factor(config.slowdown)
+    return server

@@ -407,3 +407,95 @@ async def test_messages_reset_mid_stream_after_the_configured_deltas(clock: Fake
     assert received.count(b"event: content_block_delta") == 2
     assert b"message_stop" not in received
     assert (stats["resets"], stats["served"]) == (1, 0)
+
+
+# -- behaviours: continuous batching and a hosted provider (real clock, short durations) ----------
+
+
+class RealClock(FakeClock):
+    """The system's monotonic clock: concurrent requests share time as they do on a server."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+async def test_batching_never_refuses_queues_fifo_and_serves_vllm_metrics() -> None:
+    config = MockConfig(behaviour="batching", max_num_seqs=2, tokens_per_s=500.0, completion_tokens=10,
+                        base_latency_s=0.0, prefill_tokens_per_s=1e6)
+    async with asyncio.timeout(20):
+        async for _, session in _start(config, RealClock()):
+
+            async def one(stream: bool, session: aiohttp.ClientSession = session) -> tuple[int, float]:
+                started = asyncio.get_running_loop().time()
+                async with session.post(CHAT, json={**BODY, "stream": stream}) as resp:
+                    await resp.read()
+                    return resp.status, asyncio.get_running_loop().time() - started
+
+            results = await asyncio.gather(*(one(i % 2 == 0) for i in range(8)))
+            metrics = await (await session.get("/metrics")).text()
+            stats = await (await session.get("/mock/stats")).json()
+    assert [status for status, _ in results] == [200] * 8
+    # 8 requests through 2 sequences at a time: the last pair waited for three pairs before it
+    assert max(t for _, t in results) >= 3 * 9 / 500
+    assert stats["rejected_429"] == 0 and stats["served"] == 8
+    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:gpu_cache_usage_perc",
+                 "vllm:time_to_first_token_seconds_count"):
+        assert name in metrics
+    assert 'vllm:time_to_first_token_seconds_count{model_name="mock-chat"} 8' in metrics
+    assert 'vllm:num_requests_running{model_name="mock-chat"} 0' in metrics
+
+
+async def test_hosted_rate_limits_per_key_with_openai_and_anthropic_headers() -> None:
+    config = MockConfig(behaviour="hosted", requests_per_minute=2, tokens_per_minute=100_000,
+                        tokens_per_s=0.0, base_latency_s=0.0)
+    headers = {"authorization": "Bearer k1"}
+    async with asyncio.timeout(20):
+        async for _, session in _start(config, RealClock()):
+            for _ in range(2):
+                async with session.post(CHAT, json=BODY, headers=headers) as ok:
+                    assert ok.status == 200
+                    remaining = ok.headers["x-ratelimit-remaining-requests"]
+            async with session.post(CHAT, json=BODY, headers=headers) as refused:
+                assert refused.status == 429
+                assert refused.headers["x-ratelimit-limit-requests"] == "2"
+                assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+                assert refused.headers["x-ratelimit-reset-requests"].endswith("s")
+                assert 25 <= int(refused.headers["retry-after"]) <= 31  # one request per 30 s refills
+                assert refused.headers["x-ratelimit-limit-tokens"] == "100000"
+                assert (await refused.json())["error"]["type"] == "rate_limit_error"
+            async with session.post(CHAT, json=BODY, headers={"authorization": "Bearer k2"}) as other:
+                assert other.status == 200  # the limit is per key
+            messages = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+            anthropic_headers = {"x-api-key": "k3", "anthropic-version": "2023-06-01"}
+            async with session.post("/v1/messages", json=messages, headers=anthropic_headers) as msg:
+                assert msg.status == 200
+                assert msg.headers["anthropic-ratelimit-requests-limit"] == "2"
+                assert msg.headers["anthropic-ratelimit-requests-reset"].endswith("Z")
+    assert remaining == "0"
+
+
+async def test_hosted_overload_is_503_on_openai_and_529_on_anthropic() -> None:
+    config = MockConfig(behaviour="hosted", overloaded_rate=1.0, tokens_per_s=0.0, base_latency_s=0.0)
+    async with asyncio.timeout(20):
+        async for _, session in _start(config, RealClock()):
+            async with session.post(CHAT, json=BODY) as chat:
+                assert chat.status == 503
+            messages = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+            async with session.post("/v1/messages", json=messages,
+                                    headers={"anthropic-version": "2023-06-01"}) as msg:
+                assert msg.status == 529
+                assert (await msg.json())["error"]["type"] == "overloaded_error"
+
+
+async def test_behaviour_and_slowdown_change_through_the_config_endpoint(clock: FakeClock) -> None:
+    async with asyncio.timeout(10):
+        async for _, session in _start(MockConfig(), clock):
+            resp = await session.post("/mock/config", json={"behaviour": "nope"})
+            assert resp.status == 400
+            resp = await session.post("/mock/config", json={"behaviour": "batching", "slowdown": 2.0})
+            assert resp.status == 200 and (await resp.json())["behaviour"] == "batching"
+            async with session.post(CHAT, json=BODY) as ok:
+                assert ok.status == 200
