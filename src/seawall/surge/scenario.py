@@ -310,19 +310,47 @@ class Phase(_Strict):
 
 
 class Deployment(_Strict):
-    """One upstream deployment, modelled like the mock upstream (``seawall.mock``): at most
-    ``max_in_flight`` requests at once (beyond: 429 at once, with the mock's ``retry-after``); the
-    first token after ``base_latency_s + first_token_delay_s``, then ``tokens_per_s``; ``error_rate``
-    of requests answer 500 after the base latency."""
+    """One upstream deployment, modelled by the mock upstream's behaviour models
+    (:mod:`seawall.mock.servers`, the same code ``seawall mock-upstream`` runs), chosen by
+    ``behaviour``:
+
+    - ``slots``: at most ``max_in_flight`` requests at once (beyond: 429 at once, with the mock's
+      ``retry-after``); the first token after ``base_latency_s + first_token_delay_s``, then
+      ``tokens_per_s``.
+    - ``batching`` (vLLM, TGI, SGLang): ``max_in_flight`` sequences decode together (vLLM's
+      ``max_num_seqs``), at ``tokens_per_s`` alone and ``batch_slowdown`` times slower when full;
+      each prefill (``prefill_tokens_per_s``) stalls the batch; ``kv_cache_tokens`` bounds the
+      admitted prompt plus output tokens; the rest waits in FIFO order, never a 429.
+    - ``hosted`` (OpenAI, Anthropic): ``requests_per_minute`` and ``tokens_per_minute`` (prompt plus
+      ``max_tokens``) for the gateway's key, 429 with the time until the budget is back; latency
+      times ``1 + (in_flight / max_in_flight)^2``; ``overloaded_rate`` of requests answered 503,
+      more under load.
+
+    ``error_rate`` of requests answer 500 after the base latency, whatever the behaviour.
+    ``load_scale`` and shards scale ``max_in_flight`` and the other capacities (prefill speed, KV
+    cache, rate limits) together."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    behaviour: Literal["slots", "batching", "hosted"] = "slots"
     max_in_flight: int = Field(ge=1)
     base_latency_s: float = Field(0.2, ge=0)
     first_token_delay_s: float = Field(0.0, ge=0)
     tokens_per_s: float = Field(100.0, ge=0, description="0: every token at once")
     error_rate: float = Field(0.0, ge=0, le=1)
+    prefill_tokens_per_s: float = Field(20000.0, gt=0)
+    batch_slowdown: float = Field(2.0, ge=1)
+    kv_cache_tokens: int | None = Field(None, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    overloaded_rate: float = Field(0.0, ge=0, le=1)
     priority: int = Field(0, ge=0)
     weight: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _batching_decodes(self) -> Deployment:
+        if self.behaviour == "batching" and self.tokens_per_s <= 0:
+            raise ValueError("a batching deployment needs tokens_per_s > 0")
+        return self
 
 
 class UpstreamModel(_Strict):
@@ -526,6 +554,7 @@ class Scenario(_Strict):
         for model in data["upstream"]["models"]:
             for dep in model["deployments"]:
                 dep["max_in_flight"] = max(1, round(dep["max_in_flight"] * ls))
+                _scale_capacities(dep, ls)
         for event in data["events"]:
             event["at_s"] *= ts
             if event["kind"] == "invalid_key_flood":
@@ -565,11 +594,24 @@ class Scenario(_Strict):
             data = self.model_dump(mode="python", by_alias=True)
             _scale_rates(data, part / total)
             for (m, d), slots in caps.items():
-                data["upstream"]["models"][m]["deployments"][d]["max_in_flight"] = slots[i]
+                dep = data["upstream"]["models"][m]["deployments"][d]
+                _scale_capacities(dep, slots[i] / dep["max_in_flight"])
+                dep["max_in_flight"] = slots[i]
             for e, slots in added.items():
                 data["events"][e]["max_in_flight"] = slots[i]
             shares.append(Scenario.model_validate(data))
         return shares
+
+
+def _scale_capacities(dep: dict[str, Any], factor: float) -> None:
+    """A dumped deployment's capacities besides its slots (prefill speed, KV cache, rate limits)
+    times ``factor``: a share of the deployment, or the deployment at another load scale."""
+    dep["prefill_tokens_per_s"] *= factor
+    if dep.get("kv_cache_tokens") is not None:
+        dep["kv_cache_tokens"] = max(1, round(dep["kv_cache_tokens"] * factor))
+    for key in ("requests_per_minute", "tokens_per_minute"):
+        if dep.get(key) is not None:
+            dep[key] *= factor
 
 
 def _scale_rates(data: dict[str, Any], factor: float) -> None:

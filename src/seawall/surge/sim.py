@@ -46,12 +46,13 @@ from seawall.algorithms.outcome import Outcome, classify
 from seawall.config.schema import Config
 from seawall.core.errors import GatewayError
 from seawall.core.types import Criticality
+from seawall.mock.servers import DONE, FIRST, Accepted, BatchingServer, HostedServer, SlotsServer
 from seawall.policies.admission import SAMPLE_MAX_LOOP_LAG_S
 from seawall.policies.deployment import MAX_COOLDOWN_S, MIN_COOLDOWN_S
 from seawall.policies.gate import MAX_RETRY_AFTER_S, AdmissionGate, Ticket
 from seawall.surge.profiles import gateway_config
 from seawall.surge.replica import Replica, SimClock, SimRng, Waiter, build_replica
-from seawall.surge.scenario import ClientBehaviour, Scenario
+from seawall.surge.scenario import ClientBehaviour, Deployment, Scenario
 from seawall.surge.stats import Recorder
 from seawall.surge.traffic import FloodArrivals, tier_sources
 
@@ -64,44 +65,61 @@ _SDK_MAX_RETRY_AFTER_S = 120.0  # openai._constants.MAX_RETRY_AFTER_DELAY
 # Attempt states
 _IDLE, _CPU, _QUEUED, _WOKEN, _BACKOFF, _UPSTREAM = range(6)
 # Upstream answers
-_OK, _R429, _R500, _TIMEOUT, _DEADLINE = range(5)
+_OK, _R429, _R500, _TIMEOUT, _DEADLINE, _R503, _R400 = range(7)
+
+Server = SlotsServer | BatchingServer | HostedServer
 
 Handler = Callable[[Any, Any], None]
 
 
 class _Up:
-    """One upstream deployment, shared by every replica: the mock's capacity and latency model."""
+    """One upstream deployment, shared by every replica: its behaviour model (the mock's own,
+    :mod:`seawall.mock.servers`), the injected 500s, and for a batching server the requests it
+    holds and the instant its next milestone is due (``wake_t``)."""
 
-    __slots__ = ("base_s", "capacity", "down", "errors", "factor", "first_s", "ftd_s", "in_flight", "interval_s",
-                 "name", "peak", "random", "read_s", "rejected", "served", "total_s", "tps")
+    __slots__ = ("down", "errors", "first_s", "hosted", "name", "random", "read_s", "reqs", "server", "total_s",
+                 "wake_t")
 
-    def __init__(self, name: str, capacity: int, base_s: float, ftd_s: float, tps: float, error_rate: float,
-                 rng: random.Random, read_s: float, total_s: float) -> None:
-        self.name = name
-        self.capacity = capacity
-        self.base_s = base_s
-        self.ftd_s = ftd_s
-        self.tps = tps
-        self.errors = error_rate
+    def __init__(self, d: Deployment, rng: random.Random, read_s: float, total_s: float) -> None:
+        self.name = d.name
+        self.server: Server = server_of(d)
+        self.hosted = d.behaviour == "hosted"
+        self.first_s = d.base_latency_s + d.first_token_delay_s  # until an injected 500 (times the factor)
+        self.errors = d.error_rate
         self.down = False
-        self.in_flight = 0
-        self.peak = 0
-        self.served = 0
-        self.rejected = 0
         self.random = rng.random
         self.read_s = read_s  # the gateway's timeouts for this deployment
         self.total_s = total_s
-        self.set_factor(1.0)
+        self.reqs: dict[int, _Req] = {}  # batching: request id -> request
+        self.wake_t = math.inf
 
-    def set_factor(self, factor: float) -> None:
-        """Slow down (or recover): latency to the first token and time per token times ``factor``."""
-        self.factor = factor
-        self.first_s = (self.base_s + self.ftd_s) * factor
-        self.interval_s = factor / self.tps if self.tps > 0 else 0.0
+    def headroom(self, now: float) -> float | None:
+        """What the deployment's rate-limit headers say (base.headroom_from), ``None`` without any."""
+        state = self.server.rate_limits(now, self.name)
+        if state is None:
+            return None
+        low = state.remaining_requests / state.limit_requests if state.limit_requests > 0 else 1.0
+        if state.limit_tokens:
+            low = min(low, (state.remaining_tokens or 0) / state.limit_tokens)
+        return min(max(low, 0.0), 1.0)
 
-    def retry_after_s(self) -> float:
-        """``seawall.mock.model.retry_after_s`` for this deployment's current config."""
-        return self.first_s + (_MOCK_DEFAULT_COMPLETION_TOKENS - 1) * self.interval_s
+
+def server_of(d: Deployment) -> Server:
+    """The behaviour model of a scenario deployment: what ``seawall mock-upstream`` runs for it
+    (``surge.live`` passes the same fields as flags)."""
+    first_s = d.base_latency_s + d.first_token_delay_s
+    interval_s = 1.0 / d.tokens_per_s if d.tokens_per_s > 0 else 0.0
+    if d.behaviour == "batching":
+        return BatchingServer(max_num_seqs=d.max_in_flight, tokens_per_s=d.tokens_per_s, overhead_s=first_s,
+                              prefill_tokens_per_s=d.prefill_tokens_per_s, batch_slowdown=d.batch_slowdown,
+                              kv_cache_tokens=d.kv_cache_tokens)
+    if d.behaviour == "hosted":
+        return HostedServer(requests_per_minute=d.requests_per_minute, tokens_per_minute=d.tokens_per_minute,
+                            first_s=first_s, interval_s=interval_s, soft_concurrency=d.max_in_flight,
+                            overloaded_rate=d.overloaded_rate)
+    # the 429's retry-after: one default mock request's service time (seawall.mock.model.retry_after_s)
+    retry_s = first_s + (_MOCK_DEFAULT_COMPLETION_TOKENS - 1) * interval_s
+    return SlotsServer(d.max_in_flight, first_s, interval_s, retry_s)
 
 
 class _TierContext:
@@ -153,7 +171,9 @@ class _Req:
         "first_t",
         "gate",
         "gen",
+        "hint",
         "last_err",
+        "limit_t",
         "max_tokens",
         "model",
         "n_out",
@@ -161,9 +181,11 @@ class _Req:
         "permit",
         "pos",
         "prior",
+        "prompt",
         "replica",
         "requeues",
         "retries",
+        "rid",
         "rtt_s",
         "sent",
         "seq",
@@ -190,13 +212,16 @@ class _Req:
     deadline: float
     dep: Any
     gate: Any
+    hint: float | None
     last_err: Any
+    limit_t: float
     overloaded: list[str]
     permit: Any
     pos: int
     prior: int
     replica: Replica
     requeues: int
+    rid: int
     rtt_s: float | None
     sent: int
     seq: list[Any]
@@ -212,8 +237,9 @@ class _Req:
     waiter: Waiter
 
     def __init__(self, ctx: _TierContext, units: float, stream: bool, completion: int, max_tokens: int | None,
-                 model: str, first_t: float) -> None:
+                 model: str, first_t: float, prompt: int = 0) -> None:
         self.ctx = ctx
+        self.prompt = prompt
         self.tier = ctx.index
         self.crit = ctx.crit
         self.units = units
@@ -292,9 +318,8 @@ class Simulation:
         up_random = random.Random(master.random())
         self.ups: dict[str, _Up] = {}
         for _, d in scenario.deployments():
-            self.ups[d.name] = _Up(d.name, d.max_in_flight, d.base_latency_s, d.first_token_delay_s,
-                                   d.tokens_per_s, d.error_rate, random.Random(up_random.random()),
-                                   timeouts[d.name].read_s, timeouts[d.name].total_s)
+            self.ups[d.name] = _Up(d, random.Random(up_random.random()), timeouts[d.name].read_s,
+                                   timeouts[d.name].total_s)
         self._net_rtt = scenario.upstream.network_rtt_s
         self._client_rtt = scenario.gateway.client_rtt_s
         cpu = scenario.gateway.cpu
@@ -376,8 +401,9 @@ class Simulation:
             scenario=self.scenario, profile=self.profile, replicas=self.n_replicas, seed=self.seed,
             recorder=self.recorder, wall_s=time.perf_counter() - started, events=events,
             requests=self.requests, user_requests=self.user_requests,
-            upstream={u.name: {"capacity_final": u.capacity, "peak_in_flight": u.peak, "served": u.served,
-                               "rejected_429": u.rejected} for u in self.ups.values()},
+            upstream={u.name: {"capacity_final": _capacity(u.server), "peak_in_flight": u.server.peak,
+                               "served": u.server.served, "rejected_429": u.server.rejected}
+                      for u in self.ups.values()},
             budget=self._budget_totals(),
         )
 
@@ -394,7 +420,7 @@ class Simulation:
         src = self._sources[ti]
         prompt, max_tokens, completion, stream, model = src.draw()
         ctx = self._tiers[ti]
-        req = _Req(ctx, float(prompt + (max_tokens or 256)), stream, completion, max_tokens, model, now)
+        req = _Req(ctx, float(prompt + (max_tokens or 256)), stream, completion, max_tokens, model, now, prompt)
         self.pending += 1
         self.user_requests += 1
         rec = self.recorder
@@ -759,34 +785,46 @@ class Simulation:
         req.state = _UPSTREAM
         up = self.ups[dep.name]
         rtt = self._net_rtt
+        tag = (req.gen, req.sent)  # this attempt's events (a failover keeps the generation)
+        req.up = None
         if up.down:
-            req.up = None
             req.up_kind = _R500
-            self._at(req, now + rtt, self._upstream_done, req.gen)
+            self._at(req, now + rtt, self._upstream_done, tag)
             return True
-        if up.in_flight >= up.capacity:
-            up.rejected += 1
-            req.up = None
-            req.up_kind = _R429
-            self._at(req, now + rtt, self._upstream_done, req.gen)
+        server = up.server
+        admitted = server.submit(now, req.prompt, req.n_out, reserve_tokens=int(req.units), key=up.name,
+                                 sample=up.random() if up.hosted else 1.0)
+        if admitted.__class__ is not Accepted:
+            req.up_kind = _R429 if admitted.status == 429 else _R503 if admitted.overloaded else _R400  # type: ignore[union-attr]
+            req.hint = admitted.retry_after_s  # type: ignore[union-attr]
+            self._at(req, now + rtt, self._upstream_done, tag)
             return True
-        up.in_flight += 1
-        if up.in_flight > up.peak:
-            up.peak = up.in_flight
+        req.rid = admitted.rid
         req.up = up
-        first_s = up.first_s
         limit_t = now + up.total_s
         if req.deadline < limit_t:
             limit_t = req.deadline
+        req.limit_t = limit_t
         if up.errors and up.random() < up.errors:
             req.up_kind = _R500
-            t = now + rtt + first_s
+            t = now + rtt + up.first_s * server.factor
             if limit_t < t:
                 t = limit_t
-            self._at(req, t if t > now else now, self._upstream_done, req.gen)
+            self._at(req, t if t > now else now, self._upstream_done, tag)
+            return True
+        first_s = admitted.first_s
+        req.up_kind = _OK
+        if first_s is None:
+            # A batching server decides when the tokens come: its milestones drive the attempt
+            # (_up_wake), and the head timeout is a timer of its own.
+            up.reqs[req.rid] = req
+            req.cut = False
+            t = now + up.read_s
+            self._at(req, limit_t if limit_t < t else t, self._head_timer, tag)
+            self._wake(up)
             return True
         n = req.n_out
-        total_s = first_s + (n - 1 if n > 1 else 0) * up.interval_s
+        total_s = first_s + (n - 1 if n > 1 else 0) * admitted.interval_s
         head_s = first_s if req.stream else total_s  # when the response head (first byte) arrives
         if head_s > up.read_s or now + rtt + head_s > limit_t:
             # the deployment's own timeout, or the request's deadline first (UpstreamClient._timed_out)
@@ -794,17 +832,63 @@ class Simulation:
             t = now + up.read_s
             if limit_t < t:
                 t = limit_t
-            self._at(req, t if t > now else now, self._upstream_done, req.gen)
+            self._at(req, t if t > now else now, self._upstream_done, tag)
             return True
-        req.up_kind = _OK
         t_end = now + rtt + total_s
         req.cut = limit_t < t_end  # a stream that runs into its deadline or total timeout breaks mid-way
         req.t_end = limit_t if req.cut else t_end
         if req.stream:
-            self._at(req, now + rtt + first_s, self._first_byte, req.gen)
+            self._at(req, now + rtt + first_s, self._first_byte, tag)
         else:
-            self._at(req, req.t_end, self._upstream_done, req.gen)
+            self._at(req, req.t_end, self._upstream_done, tag)
         return True
+
+    # -- a batching upstream's milestones ---------------------------------------------------------
+
+    def _wake(self, up: _Up) -> None:
+        """Make sure the batching server is run at its next milestone."""
+        t = up.server.next_event_s()
+        if t < up.wake_t:
+            up.wake_t = t
+            self._push(t, self._up_wake, up, t)
+
+    def _up_wake(self, up: _Up, t: float) -> None:
+        if t != up.wake_t:
+            return  # superseded by an earlier wake
+        up.wake_t = math.inf
+        now = self.clock.t
+        reqs = up.reqs
+        rtt = self._net_rtt
+        for rid, kind, at in up.server.advance(now):
+            req = reqs.get(rid)
+            if req is None:
+                continue
+            if kind == FIRST:
+                if req.stream:
+                    self._at(req, at + rtt, self._first_byte, (req.gen, req.sent))
+            elif kind == DONE:
+                req.t_end = at + rtt
+                self._at(req, at + rtt, self._stream_end if req.stream else self._upstream_done,
+                         (req.gen, req.sent))
+        self._wake(up)
+
+    def _head_timer(self, req: _Req, tag: tuple[int, int]) -> None:
+        """No response head from a batching server within the read timeout or the deadline."""
+        if req.gen != tag[0] or req.sent != tag[1] or req.state != _UPSTREAM or req.t_first >= 0:
+            return
+        now = self.clock.t
+        # The request's own deadline first: CANCELLED (outcome.py), else the deployment's timeout.
+        req.up_kind = _DEADLINE if req.limit_t == req.deadline and now < req.up_t0 + self.ups[req.dep.name].read_s \
+            else _TIMEOUT
+        self._upstream_done(req, tag)
+
+    def _cut(self, req: _Req, tag: tuple[int, int]) -> None:
+        """A batching server's stream runs into the request's deadline or the total timeout."""
+        if req.gen != tag[0] or req.sent != tag[1] or req.state != _UPSTREAM:
+            return
+        req.cut = True
+        req.t_end = self.clock.t
+        self._stream_end(req, tag)
 
     def _sample(self, req: _Req, now: float) -> float | None:
         """The admission policy's latency sample (AdmissionPolicy._sample): seconds per output token
@@ -814,31 +898,37 @@ class Simulation:
         return (now - req.started) / (1 + req.n_out)
 
     def _release_upstream(self, req: _Req) -> None:
+        """The attempt left the upstream (done, failed, or its client went away)."""
         up = req.up
         if up is not None:
-            up.in_flight -= 1
             req.up = None
+            up.server.finish(self.clock.t, req.rid)
+            if up.reqs:
+                if up.reqs.pop(req.rid, None) is not None:
+                    self._wake(up)  # an abort frees a slot for the next in the queue
 
-    def _first_byte(self, req: _Req, gen: int) -> None:
+    def _first_byte(self, req: _Req, tag: tuple[int, int]) -> None:
         """A stream's first event: the router returns the response (breaker result at its end)."""
-        if req.gen != gen or req.state != _UPSTREAM:
+        if req.gen != tag[0] or req.sent != tag[1] or req.state != _UPSTREAM or req.t_first >= 0:
             return
         now = self.clock.t
         dep = req.dep
         dep.ewma.observe(now, now - req.up_t0)
         up = req.up
-        dep.headroom = 1.0 if up is None else max(up.capacity - up.in_flight, 0) / up.capacity
-        req.t_first = now
-        self._at(req, req.t_end, self._stream_end, gen)
-
-    def _stream_end(self, req: _Req, gen: int) -> None:
-        if req.gen != gen or req.state != _UPSTREAM:
-            return
-        up = req.up
         if up is not None:
-            up.served += 1
-            up.in_flight -= 1
-            req.up = None
+            headroom = up.headroom(now)
+            if headroom is not None:
+                dep.headroom = headroom
+        req.t_first = now
+        if up is not None and req.rid in up.reqs:
+            self._at(req, req.limit_t, self._cut, tag)  # batching: DONE comes as a milestone
+        else:
+            self._at(req, req.t_end, self._stream_end, tag)
+
+    def _stream_end(self, req: _Req, tag: tuple[int, int]) -> None:
+        if req.gen != tag[0] or req.sent != tag[1] or req.state != _UPSTREAM:
+            return
+        self._release_upstream(req)
         now = self.clock.t
         broke = req.cut
         # A break at the request's own deadline tells nothing about the deployment (outcome.py).
@@ -863,30 +953,28 @@ class Simulation:
         rec.gateway_requests[b] += 1
         rec.upstream_attempts[b] += attempts
 
-    def _upstream_done(self, req: _Req, gen: int) -> None:
-        if req.gen != gen or req.state != _UPSTREAM:
+    def _upstream_done(self, req: _Req, tag: tuple[int, int]) -> None:
+        if req.gen != tag[0] or req.sent != tag[1] or req.state != _UPSTREAM:
             return
         now = self.clock.t
         dep = req.dep
         kind = req.up_kind
         up = req.up
         if kind == _OK and up is not None:
-            up.served += 1
             dep.ewma.observe(now, now - req.up_t0)
-            dep.headroom = max(up.capacity - up.in_flight, 0) / up.capacity
-            up.in_flight -= 1
-            req.up = None
+            headroom = up.headroom(now)
+            if headroom is not None:
+                dep.headroom = headroom
+            self._release_upstream(req)
             dep._finish(req.permit, req.units, Outcome.SUCCESS, None)
             if req.gate is not None:
                 req.gate.release(req.ticket, rtt_s=self._sample(req, now), dropped=False)
             self._router_done(now, req.sent + 1)
             self._succeed(req)
             return
-        if up is not None:
-            up.in_flight -= 1
-            req.up = None
+        self._release_upstream(req)
         if kind == _R429:
-            hint_s = self.ups[dep.name].retry_after_s()
+            hint_s = req.hint if req.hint is not None else 0.0
             err: _Err = (503, "upstream_429", hint_s, 429, None)
             dep.cooldown_until_s = now + min(max(hint_s, MIN_COOLDOWN_S), MAX_COOLDOWN_S)
             dep._finish(req.permit, req.units, Outcome.OVERLOADED, 0.0)
@@ -894,6 +982,15 @@ class Simulation:
         elif kind == _R500:
             err = (502, "upstream_500", None, 500, None)
             dep._finish(req.permit, req.units, Outcome.FAILURE, None)
+        elif kind == _R503:
+            err = (502, "upstream_503", None, 503, None)  # base.status_error: a 5xx is an UpstreamError
+            dep._finish(req.permit, req.units, Outcome.FAILURE, None)
+        elif kind == _R400:
+            # base.UpstreamRejected: not retryable, the router gives up at once
+            dep._finish(req.permit, req.units, Outcome.CLIENT_ERROR, None)
+            req.sent += 1
+            self._router_failed(req, (400, "client_error", None, 400, None))
+            return
         elif kind == _TIMEOUT:
             err = (504, "upstream_timeout", None, None, "timeout")
             dep._finish(req.permit, req.units, Outcome.FAILURE, None)
@@ -944,15 +1041,18 @@ class Simulation:
     def _apply_event(self, event: Any, _: Any) -> None:
         up = self.ups[event.deployment]
         kind = event.kind
+        if up.reqs:
+            up.server.advance(self.clock.t)  # what ran so far ran at the old speed
         if kind == "deployment_down":
             up.down = True
         elif kind == "deployment_slow":
-            up.set_factor(event.factor)
+            up.server.set_factor(event.factor)
         elif kind == "deployment_recover":
             up.down = False
-            up.set_factor(1.0)
+            up.server.set_factor(1.0)
         elif kind == "capacity_added":
-            up.capacity += event.max_in_flight
+            up.server.grow(event.max_in_flight)
+        self._wake(up)
 
     def _tick(self, _: Any, __: Any) -> None:
         now = self.clock.t
@@ -969,13 +1069,26 @@ class Simulation:
                           sum(r.gates[name].limiter.inflight for r in self.replicas))
                 rec.gauge(f"queued.{name}.total", now, float(sum(len(r.gates[name].queue) for r in self.replicas)))
         for up in self.ups.values():
-            rec.gauge(f"upstream_in_flight.{up.name}", now, float(up.in_flight))
-            rec.gauge(f"upstream_capacity.{up.name}", now, float(up.capacity))
+            server = up.server
+            rec.gauge(f"upstream_in_flight.{up.name}", now, float(server.in_flight))
+            rec.gauge(f"upstream_capacity.{up.name}", now, float(_capacity(server)))
+            if server.__class__ is BatchingServer:
+                server.advance(now)
+                rec.gauge(f"upstream_waiting.{up.name}", now, server.gauges()["waiting"])
             opened = sum(1 for r in self.replicas if r.deployments[up.name].is_open(now))
             rec.gauge(f"breaker_open_fraction.{up.name}", now, opened / self.n_replicas)
         rec.gauge("loop_lag_s.max", now, max(r.loop_lag_s() for r in self.replicas))
         if now < self.scenario.duration_s or self.pending > 0:
             self._push(now + rec.bucket_s, self._tick, None, None)
+
+
+def _capacity(server: Server) -> int:
+    """Slots, sequences decoding at once, or the concurrency at which a provider gets twice as slow."""
+    if isinstance(server, BatchingServer):
+        return server.max_num_seqs
+    if isinstance(server, HostedServer):
+        return server.soft_concurrency
+    return server.capacity or 0
 
 
 def simulate(scenario: Scenario, profile: str = "seawall", *, replicas: int | None = None, seed: int | None = None,
