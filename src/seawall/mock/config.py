@@ -45,9 +45,9 @@ class MockConfig:
       when full; prefill at ``prefill_tokens_per_s`` stalls the batch; ``kv_cache_tokens`` bounds
       admitted prompt plus output tokens; the rest waits, never a 429; ``/metrics`` in vLLM's names)
       or ``hosted`` (a provider: ``requests_per_minute`` / ``tokens_per_minute`` per API key, 429
-      with ``retry-after`` and ``x-ratelimit-*``; latency times ``1 + (in_flight /
-      soft_concurrency)^2``; ``overloaded_rate`` of requests, more when loaded, get 503, or 529 on
-      ``/v1/messages``). ``base_latency_s`` + ``first_token_delay_s`` is the fixed part of the
+      with ``retry-after`` and ``x-ratelimit-*``, enforced per second; latency times ``1 + (in_flight
+      / soft_concurrency)^2``, at most 4; ``overloaded_rate`` of requests, more when loaded, get
+      503, or 529 on ``/v1/messages``). ``base_latency_s`` + ``first_token_delay_s`` is the fixed part of the
       time to the first token in every behaviour.
     - ``slowdown``: every duration of the behaviour times this (a deployment gone slow).
     - ``seed``: seeds the fault draws so a run of requests is reproducible.

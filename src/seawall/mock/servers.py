@@ -10,7 +10,8 @@ own (the driver passes ``now_s`` and, where a draw is needed, a uniform ``sample
   a sequence's prefill costs time per prompt token and stalls the batch while it runs; the rest
   wait in a FIFO queue, so the time to the first token grows without bound under overload.
 - :class:`HostedServer`, *hosted provider* (OpenAI, Anthropic): request and token rate limits per
-  key (a 429 with the time until the bucket holds enough again), latency that rises with the load,
+  key, enforced per second as providers quantize them (a 429 with the time until the bucket holds
+  enough again), latency that rises with the load,
   and an ``overloaded`` 503/529 now and then, more often when loaded.
 
 ``submit`` admits a request (:class:`Accepted`) or refuses it (:class:`Refused`). For slots and
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 __all__ = [
     "DONE",
     "FIRST",
+    "HOSTED_MAX_SLOWDOWN",
     "TTFT_BUCKETS_S",
     "Accepted",
     "BatchingServer",
@@ -54,6 +56,7 @@ DONE = 2  # milestone: its last token is out (the slot is free again)
 Milestone = tuple[int, int, float]  # (request id, FIRST or DONE, instant)
 
 _EPS = 1e-9
+HOSTED_MAX_SLOWDOWN = 4.0  # a loaded provider gets slower, up to this, then mostly refuses
 # vLLM's bucket bounds for vllm:time_to_first_token_seconds
 TTFT_BUCKETS_S = (
     0.001,
@@ -198,36 +201,45 @@ class SlotsServer:
 
 
 class _Bucket:
-    """A provider's rate limit: ``limit`` per minute, refilled continuously, starting full."""
+    """A provider's rate limit of ``limit`` per minute, enforced over ``quantum_s`` as providers
+    quantize it (OpenAI: "60,000 requests/minute may be enforced as 1,000 requests/second"): a
+    bucket of ``limit * quantum_s / 60`` refilled continuously, starting full. What it reports is
+    in the minute's terms (``remaining`` scaled up), as the headers are."""
 
-    __slots__ = ("level", "limit", "rate", "t")
+    __slots__ = ("capacity", "level", "limit", "rate", "scale", "t")
 
-    def __init__(self, limit: float, now_s: float) -> None:
+    def __init__(self, limit: float, now_s: float, quantum_s: float = 1.0) -> None:
         self.limit = limit
         self.rate = limit / 60.0
-        self.level = limit
+        self.capacity = max(1.0, self.rate * quantum_s)
+        self.scale = limit / self.capacity
+        self.level = self.capacity
         self.t = now_s
 
     def refill(self, now_s: float) -> None:
         if now_s > self.t:
-            self.level = min(self.limit, self.level + (now_s - self.t) * self.rate)
+            self.level = min(self.capacity, self.level + (now_s - self.t) * self.rate)
             self.t = now_s
 
     def wait_s(self, amount: float) -> float:
         """Seconds until ``amount`` is available (0: now); ``inf`` if it never fits."""
-        if amount > self.limit:
+        if amount > self.capacity:
             return math.inf
         return max(0.0, (amount - self.level) / self.rate)
 
+    def remaining(self) -> int:
+        return max(int(self.level * self.scale), 0)
+
     def reset_s(self) -> float:
-        return (self.limit - self.level) / self.rate
+        return (self.capacity - self.level) / self.rate
 
 
 class HostedServer:
     """A hosted provider: per-key request and token budgets per minute (``None``: no such limit);
     latency ``first_s`` / ``interval_s`` times ``1 + (in_flight / soft_concurrency)^2`` (twice as
-    slow at ``soft_concurrency``); a share of requests answered "overloaded", ``overloaded_rate``
-    when idle and growing with the same square of the load.
+    slow at ``soft_concurrency``), at most ``HOSTED_MAX_SLOWDOWN`` (4) times; a share of requests
+    answered "overloaded", ``overloaded_rate`` when idle and times ``1 + (in_flight /
+    soft_concurrency)^2``, uncapped.
 
     Tokens are charged as the provider does, prompt plus the request's ``max_tokens``
     (``reserve_tokens``), at admission."""
@@ -281,9 +293,11 @@ class HostedServer:
         return len(self._held)
 
     def _load(self) -> float:
-        """The latency (and overload) multiplier for one more request: it counts itself."""
+        """``(n / soft_concurrency)^2`` for one more request (it counts itself): what is added to
+        the latency multiplier (capped at ``MAX_SLOWDOWN``) and to the overload share (uncapped:
+        far past its capacity a provider refuses rather than melts)."""
         x = (len(self._held) + 1) / self.soft_concurrency
-        return 1.0 + x * x
+        return x * x
 
     def _key(self, key: str, now_s: float) -> tuple[_Bucket | None, _Bucket | None]:
         pair = self._buckets.get(key)
@@ -320,7 +334,8 @@ class HostedServer:
                     400,
                     False,
                     None,
-                    f"request of {int(charge)} tokens is over the limit of {int(tokens.limit)} tokens per minute",
+                    f"request of {int(charge)} tokens is over the limit of {int(tokens.capacity)} tokens "
+                    f"per {tokens.capacity / tokens.rate:g} s",
                 )
             if token_wait_s > wait_s:
                 wait_s, which = token_wait_s, "tokens"
@@ -328,7 +343,7 @@ class HostedServer:
             self.rejected += 1
             return Refused(429, False, wait_s, f"rate limit reached for {which} per minute")
         load = self._load()
-        if sample < min(1.0, self.overloaded_rate * load):
+        if sample < min(1.0, self.overloaded_rate * (1.0 + load)):
             return Refused(503, True, None, "overloaded")
         if requests is not None:
             requests.level -= 1.0
@@ -338,7 +353,7 @@ class HostedServer:
         self._held.add(self._next)
         if len(self._held) > self.peak:
             self.peak = len(self._held)
-        scale = self.factor * load
+        scale = self.factor * (1.0 + min(load, HOSTED_MAX_SLOWDOWN - 1.0))
         return Accepted(self._next, self.first_s * scale, self.interval_s * scale)
 
     def finish(self, now_s: float, rid: int, *, completed: bool = True) -> None:
@@ -362,14 +377,12 @@ class HostedServer:
         requests, tokens = self._key(key, now_s)
         if requests is None and tokens is None:
             return None
-        limit_r = int(requests.limit) if requests is not None else 0
-        remaining_r = int(requests.level) if requests is not None else 0
         return RateLimitState(
-            limit_r,
-            max(remaining_r, 0),
+            int(requests.limit) if requests is not None else 0,
+            requests.remaining() if requests is not None else 0,
             requests.reset_s() if requests is not None else 0.0,
             int(tokens.limit) if tokens is not None else None,
-            max(int(tokens.level), 0) if tokens is not None else None,
+            tokens.remaining() if tokens is not None else None,
             tokens.reset_s() if tokens is not None else None,
         )
 

@@ -39,9 +39,10 @@ from urllib.parse import urlsplit
 import aiohttp
 import yaml
 
+from seawall.mock.servers import BatchingServer, HostedServer
 from seawall.surge.profiles import gateway_config_dict
-from seawall.surge.scenario import Scenario
-from seawall.surge.sim import INVALID_TIER
+from seawall.surge.scenario import Deployment, Scenario
+from seawall.surge.sim import INVALID_TIER, capacity_of, server_of
 from seawall.surge.stats import Recorder
 from seawall.surge.traffic import FloodArrivals, TierSource, tier_sources
 
@@ -119,7 +120,8 @@ class _Live:
         self.tasks: set[asyncio.Task[None]] = set()
         self.counts = {t: {"sent": 0, "ok": 0, "refused": 0, "failed": 0} for t in [*self.tiers, INVALID_TIER]}
         self._jitter = random.Random(self.seed * 31 + 3).random
-        self._capacity = {d.name: d.max_in_flight for _, d in scenario.deployments()}
+        # a copy of each deployment's behaviour model, only to grow its capacity as the simulator does
+        self._capacity = {d.name: server_of(d) for _, d in scenario.deployments()}
 
     def now(self) -> float:
         return time.monotonic() - self.start
@@ -325,15 +327,14 @@ class _Live:
             if e.kind == "deployment_down":
                 change: dict[str, Any] = {"error_rate": 1.0, "base_latency_s": 0.0, "first_token_delay_s": 0.0}
             elif e.kind == "deployment_slow":
-                change = {"base_latency_s": d.base_latency_s * e.factor,
-                          "first_token_delay_s": d.first_token_delay_s * e.factor,
-                          "tokens_per_s": d.tokens_per_s / e.factor, "error_rate": d.error_rate}
+                change = {"slowdown": e.factor}  # the behaviour model's own factor, as the simulator sets
             elif e.kind == "deployment_recover":
                 change = {"base_latency_s": d.base_latency_s, "first_token_delay_s": d.first_token_delay_s,
-                          "tokens_per_s": d.tokens_per_s, "error_rate": d.error_rate}
+                          "error_rate": d.error_rate, "slowdown": 1.0}
             else:
-                capacity[e.deployment] += e.max_in_flight
-                change = {"max_in_flight": capacity[e.deployment]}
+                model = capacity[e.deployment]
+                model.grow(e.max_in_flight)  # the same growth as the simulator's (servers.*.grow)
+                change = _capacity_fields(model)
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with session.post(url + "/mock/config", json=change,
                                         timeout=aiohttp.ClientTimeout(total=5)) as resp:
@@ -361,7 +362,7 @@ class _Live:
                     async with session.get(url + "/mock/stats", timeout=aiohttp.ClientTimeout(total=2)) as resp:
                         stats = await resp.json()
                     rec.gauge(f"upstream_in_flight.{dep}", now, float(stats["in_flight"]))
-                    rec.gauge(f"upstream_capacity.{dep}", now, float(self._capacity.get(dep, 0)))
+                    rec.gauge(f"upstream_capacity.{dep}", now, float(capacity_of(self._capacity[dep])))
 
     async def run(self) -> LiveResult:
         started = time.perf_counter()
@@ -516,6 +517,36 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: f
     raise RuntimeError(f"{url} not ready in {timeout_s:g}s: {log.read_text(errors='replace')[-2000:]}")
 
 
+def mock_fields(d: Deployment) -> dict[str, Any]:
+    """The mock config (``MockConfig`` fields) that serves deployment ``d`` as the simulator models
+    it (``sim.server_of``): the same behaviour and the same numbers."""
+    fields: dict[str, Any] = {"behaviour": d.behaviour, "base_latency_s": d.base_latency_s,
+                              "first_token_delay_s": d.first_token_delay_s, "tokens_per_s": d.tokens_per_s,
+                              "error_rate": d.error_rate}
+    if d.behaviour == "batching":
+        fields.update(max_num_seqs=d.max_in_flight, prefill_tokens_per_s=d.prefill_tokens_per_s,
+                      batch_slowdown=d.batch_slowdown)
+        if d.kv_cache_tokens is not None:
+            fields["kv_cache_tokens"] = d.kv_cache_tokens
+    elif d.behaviour == "hosted":
+        fields.update(soft_concurrency=d.max_in_flight, overloaded_rate=d.overloaded_rate)
+        for name in ("requests_per_minute", "tokens_per_minute"):
+            if getattr(d, name) is not None:
+                fields[name] = getattr(d, name)
+    else:
+        fields["max_in_flight"] = d.max_in_flight
+    return fields
+
+
+def _capacity_fields(model: Any) -> dict[str, Any]:
+    """What ``POST /mock/config`` needs to give a mock a grown model's capacity."""
+    if isinstance(model, BatchingServer):
+        return {"max_num_seqs": model.max_num_seqs, "prefill_tokens_per_s": model.prefill_tokens_per_s}
+    if isinstance(model, HostedServer):
+        return {"soft_concurrency": model.soft_concurrency}
+    return {"max_in_flight": model.capacity}
+
+
 def spawn_stack(scenario: Scenario, profile: str, *, workdir: Path | None = None,
                 log: Callable[[str], None] | None = None) -> LiveStack:
     """Start mocks (one per deployment), a gateway under ``profile``, and make one key per tier."""
@@ -527,10 +558,9 @@ def spawn_stack(scenario: Scenario, profile: str, *, workdir: Path | None = None
         for i, (_, d) in enumerate(scenario.deployments()):
             port = _free_port()
             log_path = workdir / f"mock-{d.name}.log"
-            args = [PYTHON, "-m", "seawall.mock", "--port", str(port), "--max-in-flight", str(d.max_in_flight),
-                    "--base-latency-s", str(d.base_latency_s), "--first-token-delay-s", str(d.first_token_delay_s),
-                    "--tokens-per-s", str(d.tokens_per_s), "--error-rate", str(d.error_rate),
-                    "--seed", str(scenario.seed + i)]
+            args = [PYTHON, "-m", "seawall.mock", "--port", str(port), "--seed", str(scenario.seed + i)]
+            for name, value in mock_fields(d).items():
+                args += ["--" + name.replace("_", "-"), str(value)]
             procs.append(subprocess.Popen(args, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL))
             mocks[d.name] = f"http://127.0.0.1:{port}"

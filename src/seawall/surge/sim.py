@@ -401,7 +401,7 @@ class Simulation:
             scenario=self.scenario, profile=self.profile, replicas=self.n_replicas, seed=self.seed,
             recorder=self.recorder, wall_s=time.perf_counter() - started, events=events,
             requests=self.requests, user_requests=self.user_requests,
-            upstream={u.name: {"capacity_final": _capacity(u.server), "peak_in_flight": u.server.peak,
+            upstream={u.name: {"capacity_final": capacity_of(u.server), "peak_in_flight": u.server.peak,
                                "served": u.server.served, "rejected_429": u.server.rejected}
                       for u in self.ups.values()},
             budget=self._budget_totals(),
@@ -1071,7 +1071,7 @@ class Simulation:
         for up in self.ups.values():
             server = up.server
             rec.gauge(f"upstream_in_flight.{up.name}", now, float(server.in_flight))
-            rec.gauge(f"upstream_capacity.{up.name}", now, float(_capacity(server)))
+            rec.gauge(f"upstream_capacity.{up.name}", now, float(capacity_of(server)))
             if server.__class__ is BatchingServer:
                 server.advance(now)
                 rec.gauge(f"upstream_waiting.{up.name}", now, server.gauges()["waiting"])
@@ -1082,7 +1082,7 @@ class Simulation:
             self._push(now + rec.bucket_s, self._tick, None, None)
 
 
-def _capacity(server: Server) -> int:
+def capacity_of(server: Server) -> int:
     """Slots, sequences decoding at once, or the concurrency at which a provider gets twice as slow."""
     if isinstance(server, BatchingServer):
         return server.max_num_seqs

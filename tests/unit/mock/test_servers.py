@@ -170,28 +170,30 @@ def test_every_request_gets_first_then_done_and_the_batch_never_overflows(
 
 
 def test_hosted_request_limit_refuses_with_the_time_until_one_is_back() -> None:
-    s = HostedServer(requests_per_minute=60, tokens_per_minute=None, first_s=0.3, interval_s=0.02,
+    # 3600 a minute, enforced per second: a bucket of 60 refilled at 60/s
+    s = HostedServer(requests_per_minute=3600, tokens_per_minute=None, first_s=0.3, interval_s=0.02,
                      soft_concurrency=100)
     for _ in range(60):
         s.finish(0.0, _accept(s.submit(0.0, 10, 10, key="k1")).rid)
     refused = s.submit(0.0, 10, 10, key="k1")
     assert isinstance(refused, Refused) and refused.status == 429
-    assert refused.retry_after_s == pytest.approx(1.0)  # one request a second refills
+    assert refused.retry_after_s == pytest.approx(1 / 60)
     _accept(s.submit(0.0, 10, 10, key="k2"))  # limits are per key
     state = s.rate_limits(0.5, "k1")
-    assert state is not None and state.limit_requests == 60 and state.remaining_requests == 0
-    assert state.reset_requests_s == pytest.approx(59.5)
+    assert state is not None and state.limit_requests == 3600
+    assert state.remaining_requests == 1800  # half a second refilled half the bucket, in the minute's terms
+    assert state.reset_requests_s == pytest.approx(0.5)
     _accept(s.submit(1.0, 10, 10, key="k1"))
 
 
 def test_hosted_token_limit_charges_prompt_plus_max_tokens() -> None:
-    s = HostedServer(requests_per_minute=None, tokens_per_minute=6000, first_s=0.3, interval_s=0.02,
-                     soft_concurrency=100)
+    s = HostedServer(requests_per_minute=None, tokens_per_minute=360_000, first_s=0.3, interval_s=0.02,
+                     soft_concurrency=100)  # 6000 a second
     _accept(s.submit(0.0, 1000, 50, reserve_tokens=5000))
     refused = s.submit(0.0, 1000, 50, reserve_tokens=2000)
-    assert isinstance(refused, Refused) and refused.retry_after_s == pytest.approx(10.0)  # 1000 more at 100/s
+    assert isinstance(refused, Refused) and refused.retry_after_s == pytest.approx(1000 / 6000)
     state = s.rate_limits(0.0)
-    assert state is not None and state.remaining_tokens == 1000 and state.limit_tokens == 6000
+    assert state is not None and state.remaining_tokens == 60_000 and state.limit_tokens == 360_000
     too_big = s.submit(0.0, 1000, 50, reserve_tokens=7000)
     assert isinstance(too_big, Refused) and too_big.status == 400
 
