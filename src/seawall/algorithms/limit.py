@@ -79,6 +79,10 @@ class LimitAlgorithm(Protocol):
         """Record one finished request; return the (possibly new) limit."""
         ...
 
+    def on_upstream_queue(self, now_s: float, inflight: float, waiting_units: float) -> float:
+        """The upstream says ``waiting_units`` of the work in flight wait in its own queue."""
+        ...
+
 
 class _Window:
     __slots__ = ("count", "dropped", "first_started_s", "inflight_max", "inflight_sum", "rtt_sum_s", "start_s",
@@ -249,6 +253,21 @@ class _WindowedLimit:
                 # before the limit sinks to the floor.
                 if self.probe_interval and self._limit <= self.probe_ratio * self._probe_ref_limit:
                     self._start_probe(now_s, may_raise=True)
+        return self.limit
+
+    def on_upstream_queue(self, now_s: float, inflight: float, waiting_units: float) -> float:
+        """The upstream reports that ``waiting_units`` of the work in flight wait in its own queue
+        (vLLM's ``num_requests_waiting``), where seawall's priorities mean nothing. The limit comes
+        down at once to the work it runs, ``inflight - waiting_units``: no latency reading can say
+        it as exactly. That level is the knee, so it is also where the recovery climbs back to, and
+        the current window does not grow the limit."""
+        target = self._clamp(inflight - waiting_units)
+        if waiting_units > 0.0 and target < self._limit:
+            self._limit = target
+            self._w_max = target
+            self._backoff_at_s = now_s
+            if self._window is not None:
+                self._window.dropped = True
         return self.limit
 
     def _start_probe(self, now_s: float, may_raise: bool) -> None:

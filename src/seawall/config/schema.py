@@ -62,6 +62,11 @@ class Deployment(_Strict):
     weight: float = Field(1.0, ge=0, description="relative share for weighted balancing")
     priority: int = Field(0, ge=0, description="lower is preferred; higher tiers are fallbacks")
     ttft_timeout_s: float | None = Field(None, gt=0, description="fail over if no first token by then")
+    metrics_url: str | None = Field(
+        None, description="a self-hosted server's Prometheus metrics (vLLM, TGI, SGLang): its queue feeds admission"
+    )
+    metrics_interval_s: float = Field(0.5, gt=0, le=60)
+    metrics_timeout_s: float = Field(0.25, gt=0, le=10, description="a slower answer is no reading")
     mock: dict[str, Any] | None = Field(
         None, description="in-process simulated upstream settings (seawall.mock.config.MockConfig)"
     )
@@ -75,7 +80,7 @@ class Deployment(_Strict):
             MockConfig.from_mapping(value)  # raises ValueError naming the field
         return value
 
-    @field_validator("base_url")
+    @field_validator("base_url", "metrics_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else _check_url(value)

@@ -119,8 +119,31 @@ class Runtime:
             policies.append(self.quota)
         if self.config.admission.enabled:
             policies.append(self._admission(self.router))
+        self._start_metrics_pollers(self.router)
         self.handler = compose(policies, self.router)
         self.started = True
+
+    def _start_metrics_pollers(self, router: Router) -> None:
+        """One poller per deployment with a ``metrics_url``: its queue feeds the group's limit and
+        the balancer (policies/upstream_load.py)."""
+        from seawall.edges.upstream_metrics import UpstreamMetricsPoller
+        from seawall.policies.upstream_load import UpstreamLoad, report_load
+
+        for model in self.config.models:
+            group = router.groups[model.name]
+            gate = self.gates.get(model.name)
+            for dep, handle in zip(model.deployments, group.deployments, strict=True):
+                if dep.metrics_url is None:
+                    continue
+
+                def on_load(load: UpstreamLoad, now_s: float, gate: AdmissionGate | None = gate,
+                            handle: DeploymentHandle = handle) -> None:
+                    report_load(gate, handle, load, now_s)
+
+                poller = UpstreamMetricsPoller(handle.name, dep.metrics_url, on_load, clock=self.clock,
+                                               interval_s=dep.metrics_interval_s, timeout_s=dep.metrics_timeout_s)
+                poller.start()
+                self._background.append(poller)
 
     def _admission(self, router: Router) -> AdmissionPolicy:
         a = self.config.admission

@@ -497,7 +497,10 @@ class BatchingServer:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for s in self._waiting if s.state == _WAITING)
+        """Requests in the scheduler's queue (as of the last ``advance``); one still in its fixed
+        overhead (the network, tokenizing) has not reached it yet, as in vLLM's gauge."""
+        t = self._t + _EPS
+        return sum(1 for s in self._waiting if s.state == _WAITING and s.ready_s <= t)
 
     @property
     def in_flight(self) -> int:

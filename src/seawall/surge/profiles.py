@@ -81,6 +81,10 @@ def gateway_config_dict(scenario: Scenario, profile: str, base_urls: dict[str, s
                 entry.update(base_url=base_urls[dep.name], max_connections=4096)
             else:
                 entry["provider"] = "mock"
+            if dep.metrics:
+                # live: the mock's /metrics beside its /v1; simulated: read from the model, never fetched
+                root = base_urls[dep.name].removesuffix("/v1") if base_urls is not None else "http://127.0.0.1:9"
+                entry["metrics_url"] = root + "/metrics"
             deployments.append(entry)
         models.append({"name": model.name, "deployments": deployments, "balancing": model.balancing})
     return _merge({**overlay, "models": models}, extra or {})

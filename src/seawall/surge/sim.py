@@ -50,6 +50,7 @@ from seawall.mock.servers import DONE, FIRST, Accepted, BatchingServer, HostedSe
 from seawall.policies.admission import SAMPLE_MAX_LOOP_LAG_S
 from seawall.policies.deployment import MAX_COOLDOWN_S, MIN_COOLDOWN_S
 from seawall.policies.gate import MAX_RETRY_AFTER_S, AdmissionGate, Ticket
+from seawall.policies.upstream_load import UpstreamLoad, report_load
 from seawall.surge.profiles import gateway_config
 from seawall.surge.replica import Replica, SimClock, SimRng, Waiter, build_replica
 from seawall.surge.scenario import ClientBehaviour, Deployment, Scenario
@@ -311,10 +312,15 @@ class Simulation:
         self.replicas: list[Replica] = [build_replica(i, config, deps, clock=self.clock, rng=rng)
                                         for i in range(self.n_replicas)]
         timeouts = {}
+        self._metrics: list[tuple[str, str, float]] = []  # (model, deployment, poll interval) read by replicas
         model_names = [m.name for m in config.models]
         for model in config.models:
             for i, dep_cfg in enumerate(model.deployments):
-                timeouts[config.deployment_name(model_names.index(model.name), i)] = dep_cfg.timeouts
+                dep_name = config.deployment_name(model_names.index(model.name), i)
+                timeouts[dep_name] = dep_cfg.timeouts
+                if dep_cfg.metrics_url is not None:
+                    self._metrics.append((model.name, dep_name, dep_cfg.metrics_interval_s))
+        self._poll_random = random.Random(master.random()).random
         up_random = random.Random(master.random())
         self.ups: dict[str, _Up] = {}
         for _, d in scenario.deployments():
@@ -375,6 +381,9 @@ class Simulation:
             self._push(flood[0], self._flood, flood[1], None)
         for event in self.scenario.events:
             self._schedule_event(event)
+        for replica in self.replicas:
+            for model, dep, interval_s in self._metrics:
+                self._push(interval_s * self._poll_random(), self._poll_metrics, replica, (model, dep, interval_s))
         self._push(self.recorder.bucket_s / 2, self._tick, None, None)
         times = self._times
         due_at = self._due
@@ -1028,6 +1037,19 @@ class Simulation:
         if outcome is Outcome.OVERLOADED:
             retry_after = max(retry_after or 0.0, gate.retry_after_s(req.crit, req.units))
         self._fail(req, status, reason, retry_after)
+
+    def _poll_metrics(self, replica: Replica, arg: tuple[str, str, float]) -> None:
+        """A replica's metrics poller reads the server (edges/upstream_metrics.py): the same gauges
+        the mock serves on /metrics, applied by the gateway's own report_load."""
+        model, dep_name, interval_s = arg
+        now = self.clock.t
+        server = self.ups[dep_name].server
+        server.advance(now)
+        g = server.gauges()
+        load = UpstreamLoad(g["running"], g["waiting"], g.get("kv_cache_usage"))
+        report_load(replica.gates.get(model), replica.deployments[dep_name], load, now)
+        if now < self.scenario.duration_s or self.pending > 0:
+            self._push(now + interval_s, self._poll_metrics, replica, arg)
 
     # -- scenario events and gauges --------------------------------------------------------------
 
