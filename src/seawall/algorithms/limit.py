@@ -63,6 +63,7 @@ _RECOVERY = 0.25  # per calm window, of the way back to the limit held before th
 _RAISE_BEFORE_PROBE = 2.0  # holds that double the baseline are checked by a probe
 _CALM_MARGIN = 0.9  # "not more in flight" means at least 10% less than the calm level: in-flight wobbles
 _CALM_DECAY = 0.99  # per window: the in-flight level known to run without queueing is forgotten slowly
+_REPORT_FRESH_S = 5.0  # a queue report this recent speaks for the upstream; older, latency decides again
 _PROBE_WINDOWS = 3  # a probe averages this many windows' worth of samples: the baseline is reused long
 
 
@@ -79,7 +80,7 @@ class LimitAlgorithm(Protocol):
         """Record one finished request; return the (possibly new) limit."""
         ...
 
-    def on_upstream_queue(self, now_s: float, inflight: float, waiting_units: float) -> float:
+    def on_upstream_queue(self, now_s: float, inflight: float, waiting_units: float, hold_s: float = 0.0) -> float:
         """The upstream says ``waiting_units`` of the work in flight wait in its own queue."""
         ...
 
@@ -126,6 +127,7 @@ class _WindowedLimit:
         "_probe_ref_limit",
         "_probe_started_s",
         "_probe_wanted",
+        "_report_s",
         "_srtt_s",
         "_w_max",
         "_window",
@@ -177,6 +179,7 @@ class _WindowedLimit:
         self._probe = _Window(0.0)
         self._probe_may_raise = False
         self._probe_ref_limit = self._limit  # highest limit since the baseline was last measured
+        self._report_s = -math.inf  # the upstream's last word on its own queue (on_upstream_queue)
 
     @property
     def limit(self) -> float:
@@ -255,16 +258,24 @@ class _WindowedLimit:
                     self._start_probe(now_s, may_raise=True)
         return self.limit
 
-    def on_upstream_queue(self, now_s: float, inflight: float, waiting_units: float) -> float:
+    def on_upstream_queue(self, now_s: float, inflight: float, waiting_units: float, hold_s: float = 0.0) -> float:
         """The upstream reports that ``waiting_units`` of the work in flight wait in its own queue
         (vLLM's ``num_requests_waiting``), where seawall's priorities mean nothing. The limit comes
         down at once to the work it runs, ``inflight - waiting_units``: no latency reading can say
-        it as exactly. That level is the knee, so it is also where the recovery climbs back to, and
-        the current window does not grow the limit."""
+        it as exactly. As with drops, once per round trip (``hold_s``, the caller's time from start
+        to finish of its work): the queue a cut leaves drains only as running work ends, and other
+        clients of a shared server keep adding to it, so reading it again sooner would cut for the
+        same news. The limit before the cut is where the recovery climbs back to; the current
+        window does not grow the limit."""
+        self._report_s = now_s
+        if waiting_units > 0.0 and self._window is not None:
+            self._window.dropped = True  # no window grows the limit into a queue the upstream reports
+        if now_s < self._backoff_at_s + max(hold_s, self.window_s):
+            return self.limit
         target = self._clamp(inflight - waiting_units)
         if waiting_units > 0.0 and target < self._limit:
+            self._w_max = self._limit
             self._limit = target
-            self._w_max = target
             self._backoff_at_s = now_s
             if self._window is not None:
                 self._window.dropped = True
@@ -423,6 +434,12 @@ class Gradient2Limit(_WindowedLimit):
             self._long_rtt_s = long_s
             return limit
         gradient = max(0.5, min(1.0, self.tolerance * long_s / short_s))
+        if now_s - self._report_s < _REPORT_FRESH_S:
+            # The upstream says itself whether it queues (its metrics): latency that rises without a
+            # queue is a bigger batch or a slower server, not congestion, and is not cut for; and
+            # the limit grows only as the recovery climbs back to where the queue began.
+            self._long_rtt_s = long_s
+            return limit
         inflight = window.inflight_avg
         if gradient >= 1.0:
             # No queueing at this much work in flight: remember the most seen so (decaying slowly).

@@ -100,6 +100,7 @@ class AdmissionGate:
             s.queue_max_items, max(1.0, s.queue_max_units_ratio * limit.limit), s.queue_critical_reserve)
         self.codel = CoDel(s.codel_target_s, s.codel_interval_s)
         self.drain = DrainRate()
+        self.service_s = 0.0  # smoothed time from start to release: one round trip of the work here
         self.starts = [DrainRate() for _ in Criticality]  # work units started per second, per criticality
         self.demand = PeakDemand(s.protect_window_s)
         self._protecting = s.protect_window_s > 0.0  # off by default: no demand bookkeeping at all
@@ -228,6 +229,8 @@ class AdmissionGate:
         if self._protecting:
             self.demand.observe(crit, self.limiter.usage(crit) + self.queue.units_in(crit), now)
         self.drain.on_complete(now, ticket.units)
+        took_s = now - ticket.started_s
+        self.service_s = took_s if self.service_s == 0.0 else self.service_s + 0.05 * (took_s - self.service_s)
         if rtt_s is not None or dropped:
             self.limit.on_sample(now, rtt_s if rtt_s is not None else 0.0, inflight, dropped, ticket.units,
                                  ticket.started_s)

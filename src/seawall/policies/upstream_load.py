@@ -37,9 +37,11 @@ def report_load(gate: AdmissionGate | None, deployment: DeploymentHandle, load: 
     total = load.running + load.waiting
     if total <= 0.0:
         deployment.headroom = 1.0
+        if gate is not None:
+            gate.limit.on_upstream_queue(now_s, gate.limiter.inflight, 0.0, gate.service_s)
         return
     running_share = load.running / total
     deployment.headroom = running_share
-    if gate is not None and load.waiting > 0.0 and deployment.inflight_units > 0.0:
+    if gate is not None:
         waiting_units = deployment.inflight_units * (1.0 - running_share)
-        gate.limit.on_upstream_queue(now_s, gate.limiter.inflight, waiting_units)
+        gate.limit.on_upstream_queue(now_s, gate.limiter.inflight, waiting_units, gate.service_s)
