@@ -15,6 +15,11 @@ The defaults are scaled to what one 2-core machine can offer *and* absorb: 8 in 
 the mock share the two cores).
 
     python bench/surge.py [--capacity 8] [--latency-s 0.2] [--step-s 10] [--quick]
+                          [--upstream slots|batching|hosted]
+
+``--upstream`` picks the mock's behaviour (default ``slots``, the figures above): ``batching`` is a
+vLLM-like server whose /metrics seawall reads (``metrics_url``), ``hosted`` a provider with a
+per-second request limit and latency that rises with load.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ server: {port: {port}, admin_key_env: SEAWALL_BENCH_ADMIN}
 store: {sqlite_path: "{workdir}/seawall.db", ledger_spill_path: "{workdir}/spill.jsonl"}
 models:
   - name: chat
-    deployments: [{base_url: "MOCK/v1", max_connections: 4096}]
+    deployments: [{base_url: "MOCK/v1", max_connections: 4096METRICS}]
 ADMISSION
 """
 UNITS_PER_REQUEST = len(BODY) // 4 + 32  # the gateway's estimate: prompt bytes / 4 + max_tokens
@@ -182,10 +187,11 @@ async def run(args: argparse.Namespace) -> str:
     out = []
     verdict_rows = []
     for name, admission in (("seawall", SEAWALL), ("naive", NAIVE)):
-        mock = start_mock("--base-latency-s", str(args.latency_s), "--tokens-per-s", "0",
-                          "--max-in-flight", str(args.capacity), "--completion-tokens", "8")
+        mock = start_mock(*upstream_flags(args.upstream, args.capacity, args.latency_s, capacity_rps))
         workdir = Path(tempfile.mkdtemp(prefix=f"seawall-surge-{name}-"))
-        gw, keys = start_gateway(CONFIG.replace("MOCK", mock.url).replace("ADMISSION", admission), workdir,
+        metrics = ', metrics_url: "MOCK/metrics"' if args.upstream == "batching" else ""
+        config = CONFIG.replace("METRICS", metrics).replace("MOCK", mock.url).replace("ADMISSION", admission)
+        gw, keys = start_gateway(config, workdir,
                                  tiers=[("api", "api"), ("plus", "plus"), ("free", "free")])
         try:
             results, timeline, samples = await run_load(gw.url + "/v1/chat/completions", keys, steps, admin,
@@ -239,7 +245,8 @@ async def run(args: argparse.Namespace) -> str:
             verdict_rows.append([name, step, f"{100 * len(b.ok) / max(1, b.sent):.2f}%",
                                  f"{pct(b.ok, 0.99) / unloaded_p99:.2f}x" if unloaded_p99 == unloaded_p99 else "",
                                  f"{pct(sheds, 0.99) * 1000:.1f}", dict(sorted(b.statuses.items()))])
-    header = (f"Upstream capacity {args.capacity} in flight x {args.latency_s * 1000:.0f} ms = {capacity_rps:.0f} "
+    header = (f"Upstream behaviour `{args.upstream}`. "
+              f"Upstream capacity {args.capacity} in flight x {args.latency_s * 1000:.0f} ms = {capacity_rps:.0f} "
               f"req/s; steps of {step_s:.0f} s at 1x/3x/10x/50x then 1x for {2 * step_s:.0f} s. At 1x the load is "
               "10% critical / 30% sheddable_plus / 60% sheddable of capacity; the surge multiplies the consumer "
               "(sheddable) traffic while critical API traffic stays at its 10% (at 50x: 45x capacity offered). "
@@ -248,6 +255,20 @@ async def run(args: argparse.Namespace) -> str:
         ["config", "step", "critical success", "critical p99 / unloaded p99", "shed p99 ms (all)",
          "critical statuses"], verdict_rows)
     return header + "\n\n" + summary + "\n\n" + "\n\n".join(out)
+
+
+def upstream_flags(upstream: str, capacity: int, latency_s: float, capacity_rps: float) -> list[str]:
+    """The mock's flags for each behaviour (seawall.mock.servers), all near ``capacity_rps``: fixed
+    slots (429 beyond ``capacity``); continuous batching (``capacity`` sequences, the rest queue,
+    its /metrics read by seawall); a hosted provider (``capacity_rps`` a second for the key, twice
+    as slow at ``capacity`` in flight)."""
+    common = ["--base-latency-s", str(latency_s), "--completion-tokens", "8"]
+    if upstream == "batching":
+        return [*common, "--behaviour", "batching", "--max-num-seqs", str(capacity), "--tokens-per-s", "400"]
+    if upstream == "hosted":
+        return [*common, "--behaviour", "hosted", "--soft-concurrency", str(capacity), "--tokens-per-s", "0",
+                "--requests-per-minute", str(capacity_rps * 60)]
+    return [*common, "--tokens-per-s", "0", "--max-in-flight", str(capacity)]
 
 
 def _mock_stats(url: str) -> dict:
@@ -261,11 +282,14 @@ def main() -> None:
     parser.add_argument("--latency-s", type=float, default=0.2)
     parser.add_argument("--step-s", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--upstream", choices=("slots", "batching", "hosted"), default="slots")
     args = parser.parse_args()
     body = run_on_uvloop(run(args))
     print(body)
     if not args.quick:
-        write_results("surge", "Surge: seawall vs naive (bench/surge.py)", body, sys.argv)
+        title = "Surge: seawall vs naive (bench/surge.py)"
+        write_results("surge" if args.upstream == "slots" else f"surge-{args.upstream}",
+                      title if args.upstream == "slots" else f"{title}, {args.upstream} upstream", body, sys.argv)
 
 
 if __name__ == "__main__":
