@@ -76,7 +76,7 @@ class Runtime:
     gates: dict[str, AdmissionGate] = field(default_factory=dict)
     lane: Lane | None = None  # this process serves one lane (see policies/lane.py)
     loop_lag: LoopLagMonitor | None = None
-    quota: QuotaPolicy | None = None
+    quota: QuotaPolicy[QuotaService] | None = None
     _mocks: list[Any] = field(default_factory=list)
     _background: list[Any] = field(default_factory=list)
     started: bool = False
@@ -349,7 +349,7 @@ def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None
                    ledger=ledger, quota=build_quota(config, clock, processes))
 
 
-def build_quota(config: Config, clock: Clock, processes: int = 1) -> QuotaPolicy | None:
+def build_quota(config: Config, clock: Clock, processes: int = 1) -> QuotaPolicy[QuotaService] | None:
     """The quota policy, or None when no quota is configured (then it is not in the stack at all)."""
     q = config.quotas
 

@@ -29,21 +29,20 @@ the next good heartbeat; leases also expire by themselves at the request's deadl
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import logging
 import os
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from seawall.algorithms.breaker import CircuitBreaker, Permit
 from seawall.algorithms.outcome import Outcome
-from seawall.algorithms.quota import LocalQuota, QuotaDecision, QuotaScope
+from seawall.algorithms.quota import LocalQuota, QuotaScope
 from seawall.algorithms.quota_lease import LeaseBook, SyncOp
 from seawall.edges.stores.redis_quota import RedisQuotaStore
 from seawall.env import Clock
+from seawall.policies.quota import Decided, QuotaTicket  # the interface the quota policy declares
 
 __all__ = ["Decided", "QuotaService", "QuotaTicket", "redis_breaker"]
 
@@ -52,27 +51,6 @@ log = logging.getLogger("seawall.quota")
 LEASE_MARGIN_S = 5.0
 MAX_PENDING_SETTLES = 10_000
 SYNC_INTERVAL_S = 0.025
-
-
-class Decided(enum.Enum):
-    """Where a ticket's decision was made (and so how it is settled)."""
-
-    LEASE = "lease"  # in-process, from a lease or a snapshot: settled in-process, synced later
-    REDIS = "redis"  # on Redis, one call
-    FALLBACK = "fallback"  # in-process counters at 1/N (no Redis, or Redis unreachable)
-
-
-@dataclass(slots=True)
-class QuotaTicket:
-    """What was charged, where, so that the end of the request settles the same counters."""
-
-    decision: QuotaDecision
-    scopes: Sequence[QuotaScope]
-    tokens: int
-    acquired_s: float  # unix seconds (Redis's clock for tickets decided there)
-    lease_id: str | None = None  # a concurrency lease held on Redis, released when the request ends
-    decided: Decided = Decided.FALLBACK
-    local_scopes: Sequence[QuotaScope] | None = None  # the 1/N scopes charged by a fallback decision
 
 
 def redis_breaker() -> CircuitBreaker:

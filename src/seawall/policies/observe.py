@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from seawall.core.compose import Handler
 from seawall.core.errors import GatewayError
 from seawall.core.types import Request, Response
-from seawall.edges.metrics import GatewayMetrics
 from seawall.env import Clock
 
-__all__ = ["ObservePolicy"]
+__all__ = ["ObservePolicy", "RequestMetrics"]
 
 Record = Callable[[Request, Response | None, int, str], None]
 
 
+class RequestMetrics(Protocol):
+    """The sink this policy writes to (``seawall.edges.metrics.GatewayMetrics`` implements it)."""
+
+    def observe_request(self, route: str, tier: str, status: int, reason: str, seconds: float) -> None: ...
+    def observe_ttft(self, deployment: str, seconds: float) -> None: ...
+    def observe_tokens(self, deployment: str, prompt: int, completion: int) -> None: ...
+    def gauge_in_flight(self, route: str, delta: int) -> None: ...
+
+
 class ObservePolicy:
-    def __init__(self, metrics: GatewayMetrics, *, clock: Clock, on_finish: Record | None = None) -> None:
+    def __init__(self, metrics: RequestMetrics, *, clock: Clock, on_finish: Record | None = None) -> None:
         self.metrics = metrics
         self.clock = clock
         self.on_finish = on_finish  # e.g. the usage ledger

@@ -2,7 +2,8 @@
 
 Position: after auth (the key, tenant and tier are known) and before admission (a caller over its
 own quota must not take a place in the queue for shared capacity). The decision is made by a
-:class:`seawall.edges.quota.QuotaService` (across replicas: in-process from leases on the Redis
+:class:`QuotaService` (this module declares the interface; ``seawall.edges.quota`` implements it
+across replicas: in-process from leases on the Redis
 counters far from a limit, on Redis near it; local counters otherwise, and as the fail-static
 fallback); this policy resolves the limits, estimates the tokens
 (:func:`seawall.policies.route.work_units`: prompt bytes / 4 + ``max_tokens``), turns a refusal
@@ -13,19 +14,21 @@ tokens}`` for the tightest per-minute bucket of the key and its tenant.
 
 from __future__ import annotations
 
+import enum
 import math
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from seawall.algorithms.quota import Dimension, QuotaDecision, QuotaLimits, QuotaScope, format_reset
 from seawall.core.compose import Handler
 from seawall.core.errors import GatewayError, RateLimited
 from seawall.core.streams import after_stream
 from seawall.core.types import Principal, Request, Response
-from seawall.edges.quota import QuotaService, QuotaTicket
 from seawall.env import Clock
 from seawall.policies.route import work_units
 
-__all__ = ["QuotaPolicy", "QuotaTable", "rate_headers"]
+__all__ = ["Decided", "QuotaPolicy", "QuotaService", "QuotaTable", "QuotaTicket", "rate_headers"]
 
 Partial = Mapping[str, int | None]  # only the limits a config entry sets; None: explicitly unlimited
 
@@ -35,6 +38,39 @@ _CODES = {
     Dimension.TOKENS: ("tokens_per_min_exceeded", "quota_tokens", "tokens per minute"),
     Dimension.DAILY_TOKENS: ("daily_token_budget_exceeded", "quota_daily_tokens", "tokens per day"),
 }
+
+
+class Decided(enum.Enum):
+    """Where a ticket's decision was made (and so how it is settled)."""
+
+    LEASE = "lease"  # in-process, from a lease or a snapshot: settled in-process, synced later
+    REDIS = "redis"  # on Redis, one call
+    FALLBACK = "fallback"  # in-process counters at 1/N (no Redis, or Redis unreachable)
+
+
+@dataclass(slots=True)
+class QuotaTicket:
+    """What was charged, where, so that the end of the request settles the same counters."""
+
+    decision: QuotaDecision
+    scopes: Sequence[QuotaScope]
+    tokens: int
+    acquired_s: float  # unix seconds (Redis's clock for tickets decided there)
+    lease_id: str | None = None  # a concurrency lease held on Redis, released when the request ends
+    decided: Decided = Decided.FALLBACK
+    local_scopes: Sequence[QuotaScope] | None = None  # the 1/N scopes charged by a fallback decision
+
+
+class QuotaService(Protocol):
+    """What the policy needs from the quota store (``seawall.edges.quota.QuotaService``): charge at
+    admission, settle with the actual usage when the request ends. Policies import no edge."""
+
+    async def acquire(self, scopes: Sequence[QuotaScope], tokens: int, lease_ttl_s: float) -> QuotaTicket: ...
+    async def settle(self, ticket: QuotaTicket, actual_tokens: int | None) -> None: ...
+    def settle_later(self, ticket: QuotaTicket, actual_tokens: int | None) -> None: ...
+
+
+S = TypeVar("S", bound=QuotaService)
 
 
 def _merge(*layers: Partial | None) -> QuotaLimits:
@@ -111,8 +147,8 @@ def quota_error(d: QuotaDecision, tokens: int, headers: list[tuple[str, str]]) -
         headers=headers)
 
 
-class QuotaPolicy:
-    def __init__(self, table: QuotaTable, service: QuotaService, *, clock: Clock) -> None:
+class QuotaPolicy(Generic[S]):
+    def __init__(self, table: QuotaTable, service: S, *, clock: Clock) -> None:
         self.table = table
         self.service = service
         self.clock = clock
