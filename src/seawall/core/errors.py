@@ -9,6 +9,7 @@ exceptions are mapped to these at the edge that raised them, so nothing else lea
 from __future__ import annotations
 
 __all__ = [
+    "MAX_RETRY_AFTER_S",
     "AuthenticationFailed",
     "GatewayError",
     "InvalidRequest",
@@ -19,7 +20,29 @@ __all__ = [
     "RateLimited",
     "UpstreamError",
     "UpstreamTimeout",
+    "advertised_retry_after_s",
+    "retry_after_ms",
 ]
+
+MAX_RETRY_AFTER_S = 60.0  # the official SDKs ignore longer hints and fall back to their own backoff
+
+
+def advertised_retry_after_s(status: int, retry_after_s: float | None) -> float | None:
+    """The wait a client is told (``retry-after``/``retry-after-ms``), in [0.001, 60] s; 1 s for a
+    429 or 503 that gave none (every "try later" says when); None when nothing is said."""
+    if retry_after_s is None:
+        if status != 429 and status != 503:
+            return None
+        return 1.0
+    if retry_after_s < 0.001:
+        return 0.001
+    return retry_after_s if retry_after_s < MAX_RETRY_AFTER_S else MAX_RETRY_AFTER_S
+
+
+def retry_after_ms(wait_s: float) -> int:
+    """``retry-after-ms`` for an advertised wait: whole milliseconds, at least 1."""
+    ms = round(wait_s * 1000)
+    return ms if ms > 1 else 1
 
 
 class GatewayError(Exception):

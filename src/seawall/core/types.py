@@ -95,7 +95,7 @@ class RequestContext:
     criticality: Criticality | None = None
     deployments_tried: list[str] = field(default_factory=list)
     attempts: int = 0  # upstream sends, all rounds together
-    requeues: int = 0  # rounds the admission policy granted after an upstream 429 (each paid from the budget)
+    plan: Any = None  # the request's one retry plan (algorithms/plan.py SendPlan), made by the router
     reason: str | None = None  # why it was shed or failed, for the ledger and metrics
     ttft_s: float | None = None  # streams: seconds from receipt to the first event
 

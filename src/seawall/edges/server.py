@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from seawall.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, PermissionDenied
+from seawall.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    PermissionDenied,
+    advertised_retry_after_s,
+    retry_after_ms,
+)
 from seawall.core.types import Operation, Payload, Request, Response
 from seawall.edges.metrics import CONTENT_TYPE_LATEST
 from seawall.providers import anthropic, openai
@@ -41,7 +48,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-MAX_RETRY_AFTER_S = 60.0  # the official SDKs ignore longer hints and fall back to their own backoff
 _JSON_CT = (b"content-type", b"application/json")
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
@@ -83,13 +89,10 @@ class _Route:
 def error_headers(err: GatewayError) -> list[tuple[bytes, bytes]]:
     """``retry-after``/``retry-after-ms``, ``x-should-retry`` and the reason, for any API format."""
     headers = [(b"x-seawall-reason", err.reason.encode("latin-1", "replace"))]
-    retry_after_s = err.retry_after_s
-    if retry_after_s is None and err.status in (429, 503):
-        retry_after_s = 1.0  # every "try later" says when
-    if retry_after_s is not None:
-        wait_s = min(max(retry_after_s, 0.001), MAX_RETRY_AFTER_S)
+    wait_s = advertised_retry_after_s(err.status, err.retry_after_s)
+    if wait_s is not None:
         headers.append((b"retry-after", str(max(1, math.ceil(wait_s))).encode()))
-        headers.append((b"retry-after-ms", str(max(1, round(wait_s * 1000))).encode()))
+        headers.append((b"retry-after-ms", str(retry_after_ms(wait_s)).encode()))
     if err.should_retry is not None:
         headers.append((b"x-should-retry", b"true" if err.should_retry else b"false"))
     if err.headers:

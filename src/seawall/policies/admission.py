@@ -17,8 +17,10 @@ Position: after auth (the tier is known) and before route (nothing is sent yet).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 from seawall.algorithms.outcome import Outcome
+from seawall.algorithms.plan import SendPlan
 from seawall.core.compose import Handler
 from seawall.core.errors import GatewayError, Overloaded
 from seawall.core.streams import after_stream
@@ -26,12 +28,26 @@ from seawall.core.types import Criticality, Request, Response
 from seawall.env import Clock
 from seawall.policies.deployment import outcome_of
 from seawall.policies.gate import AdmissionGate, Ticket
-from seawall.policies.route import Router, client_retry_count, work_units
+from seawall.policies.route import Router, work_units
 
-__all__ = ["AdmissionPolicy", "effective_criticality"]
+__all__ = ["AdmissionPolicy", "effective_criticality", "latency_sample"]
 
 _CRITICAL = int(Criticality.CRITICAL)  # enum member lookups cost ~0.1 µs each on Python 3.11
 SAMPLE_MAX_LOOP_LAG_S = 0.01  # above this event-loop lag, latency samples say nothing about upstreams
+
+
+def latency_sample(started_s: float, now_s: float, completion_tokens: int, loop_lag_s: float) -> float | None:
+    """The limit's latency sample: seconds per output token of a finished request.
+
+    Raw latency grows with the length of the answer, which says nothing about congestion; time per
+    output token (TTFT spread over the answer, plus decode time per token) rises when the upstream
+    queues or batches more, whatever the mix of lengths. None while the gateway's own event loop
+    lags (``loop_lag_s`` above ``SAMPLE_MAX_LOOP_LAG_S``): then latency measures our CPU, not the
+    upstream (loop-lag shedding handles that), and must not shrink the upstream's limit.
+    """
+    if loop_lag_s > SAMPLE_MAX_LOOP_LAG_S:
+        return None
+    return (now_s - started_s) / (1 + completion_tokens)
 
 
 def effective_criticality(entitled: Criticality, service_tier: str | None) -> Criticality:
@@ -53,7 +69,6 @@ class AdmissionPolicy:
         lag_shed_s: Mapping[Criticality, float] | None = None,
         on_shed: Callable[[str, str, str], None] | None = None,
         on_admit: Callable[[str, str, float], None] | None = None,
-        max_requeues: int = 2,
     ) -> None:
         self.gates = gates
         self.router = router
@@ -62,7 +77,6 @@ class AdmissionPolicy:
         self.lag_shed_s = dict(lag_shed_s or {})
         self.on_shed = on_shed  # (group, criticality, reason) for metrics
         self.on_admit = on_admit  # (group, criticality, queue delay in seconds)
-        self.max_requeues = max_requeues
 
     def _shed(self, group: str, crit: Criticality, err: GatewayError) -> GatewayError:
         if self.on_shed is not None:
@@ -98,10 +112,10 @@ class AdmissionPolicy:
         if gate is None:
             return await next_handler(request)
         units = work_units(request)
-        requeues = 0
+        requeued = False
         while True:
             try:
-                ticket = await gate.acquire(crit, units, request.deadline, requeues > 0)
+                ticket = await gate.acquire(crit, units, request.deadline, requeued)
             except GatewayError as err:
                 raise self._shed(group.name, crit, err) from None
             started = self.clock.now()
@@ -109,18 +123,12 @@ class AdmissionPolicy:
                 response = await next_handler(request)
                 break
             except GatewayError as exc:
-                outcome = outcome_of(exc)
-                dropped = outcome is Outcome.OVERLOADED or exc.error_kind == "timeout"
-                gate.release(ticket, rtt_s=None, dropped=dropped)
-                # The upstream refused for capacity: the limit just shrank, so wait in the queue for
-                # real capacity instead of bouncing the 429 back (at most twice, from the budget).
-                if (outcome is not Outcome.OVERLOADED or requeues >= self.max_requeues
-                        or not self.router.budget.try_retry(self.clock.now(), client_retry_count(request))):
-                    if outcome is Outcome.OVERLOADED:
-                        exc.retry_after_s = max(exc.retry_after_s or 0.0, gate.retry_after_s(crit, units))
+                floor_s = self.on_round_failed(gate, ticket, request.ctx.plan, outcome_of(exc), exc.error_kind)
+                if floor_s is not None:
+                    if floor_s > 0.0:
+                        exc.retry_after_s = max(exc.retry_after_s or 0.0, floor_s)
                     raise
-                requeues += 1
-                request.ctx.requeues = requeues  # grants the router one more send (route.py)
+                requeued = True
             except BaseException as exc:
                 gate.release(ticket, rtt_s=None, dropped=getattr(exc, "error_kind", None) == "timeout")
                 raise
@@ -135,19 +143,26 @@ class AdmissionPolicy:
         response.stream = self._release_after(response.stream, gate, ticket, started, response)
         return response
 
-    def _sample(self, started_s: float, response: Response) -> float | None:
-        """The limit's latency sample: seconds per output token of a finished request.
+    def on_round_failed(self, gate: AdmissionGate, ticket: Ticket, plan: SendPlan[Any] | None, outcome: Outcome,
+                        error_kind: str | None) -> float | None:
+        """The router gave up on a round: the ticket goes back (a *drop* for the limit when the
+        upstream said 429 or timed out), and the request's retry plan decides whether it waits in
+        the queue for real capacity and goes round again (after an upstream 429: the limit just
+        shrank, so wait for a release instead of bouncing the 429 back).
 
-        Raw latency grows with the length of the answer, which says nothing about congestion; time
-        per output token (TTFT spread over the answer, plus decode time per token) rises when the
-        upstream queues or batches more, whatever the mix of lengths. None while the gateway's own
-        event loop lags: then latency measures our CPU, not the upstream (loop-lag shedding
-        handles that), and must not shrink the upstream's limit.
+        None: requeue. Otherwise the failure stands, and this is the least ``retry-after`` (s) to
+        tell the client: the gate's drain estimate after an upstream 429, else 0.
         """
-        if self.loop_lag_s is not None and self.loop_lag_s() > SAMPLE_MAX_LOOP_LAG_S:
+        overloaded = outcome is Outcome.OVERLOADED
+        gate.release(ticket, rtt_s=None, dropped=overloaded or error_kind == "timeout")
+        if plan is not None and plan.requeue(self.clock.now(), outcome):
             return None
+        return gate.retry_after_s(ticket.criticality, ticket.units) if overloaded else 0.0
+
+    def _sample(self, started_s: float, response: Response) -> float | None:
         tokens = response.usage.completion_tokens if response.usage is not None else 0
-        return (self.clock.now() - started_s) / (1 + tokens)
+        return latency_sample(started_s, self.clock.now(), tokens,
+                              self.loop_lag_s() if self.loop_lag_s is not None else 0.0)
 
     def _release_after(self, inner: AsyncIterator[bytes], gate: AdmissionGate, ticket: Ticket,
                        started_s: float, response: Response) -> AsyncIterator[bytes]:

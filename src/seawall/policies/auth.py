@@ -19,7 +19,7 @@ from seawall.core.errors import AuthenticationFailed, RateLimited
 from seawall.core.types import Criticality, Principal, Request, Response
 from seawall.env import Clock
 
-__all__ = ["AuthPolicy", "extract_credential"]
+__all__ = ["AuthPolicy", "charge_failure", "extract_credential"]
 
 
 def extract_credential(headers: Mapping[str, str]) -> str | None:
@@ -32,6 +32,16 @@ def extract_credential(headers: Mapping[str, str]) -> str | None:
         return None
     value = headers.get("x-api-key")
     return value.strip() or None if value is not None else None
+
+
+def charge_failure(throttle: KeyedGcra, client_addr: str, now_s: float) -> bool:
+    """One failed authentication from ``client_addr``: False when the address is already throttled
+    (refused with 429 ``auth_throttle`` and not charged again), else True, charged to the address
+    (refused with 401). The auth policy and the simulator's invalid-key flood both decide here."""
+    if throttle.would_wait(client_addr, now_s) > 0:
+        return False
+    throttle.take(client_addr, now_s)
+    return True
 
 
 class AuthPolicy:
@@ -77,7 +87,7 @@ class AuthPolicy:
             except AuthenticationFailed:
                 self._fail(client_addr, now, "jwt")
                 raise
-        if throttled:
+        if not charge_failure(self.throttle, client_addr, now):
             wait = max(self.throttle.would_wait(client_addr, now), 1.0)
             self._count("throttled")
             raise RateLimited(
@@ -90,7 +100,7 @@ class AuthPolicy:
             # Perhaps created a moment ago: ask for an early refresh, once per id per TTL.
             self.negative.add(key_id, now)
             self.keys.poke()
-        self._fail(client_addr, now, "invalid")
+        self._count("invalid")
         raise AuthenticationFailed("Invalid API key.", code="invalid_api_key")
 
     def _fail(self, client_addr: str, now: float, reason: str) -> None:

@@ -21,7 +21,7 @@ from seawall.core.errors import GatewayError, Overloaded, UpstreamTimeout
 from seawall.core.types import Request, Response
 from seawall.env import Clock
 
-__all__ = ["BreakerOpen", "DeploymentHandle", "Send"]
+__all__ = ["BreakerOpen", "DeploymentHandle", "Send", "outcome_of", "ttft_timeout"]
 
 _OPEN = BreakerState.OPEN  # enum member lookups cost ~0.1 µs each on Python 3.11
 MIN_COOLDOWN_S, MAX_COOLDOWN_S = 1.0, 30.0  # bounds on the skip after an upstream 429/529
@@ -33,6 +33,12 @@ class BreakerOpen(Overloaded):
     """Not an attempt at all: the deployment's breaker said no, so nothing was sent."""
 
     code = "deployment_unavailable"
+
+
+def ttft_timeout(name: str, timeout_s: float) -> UpstreamTimeout:
+    """No first token within the deployment's ``ttft_timeout_s``: a failure of the deployment."""
+    return UpstreamTimeout(f"Deployment '{name}' sent no first token within {timeout_s} s.",
+                           reason="ttft_timeout", error_kind="timeout")
 
 
 def outcome_of(err: BaseException) -> Outcome:
@@ -82,48 +88,89 @@ class DeploymentHandle:
     def is_open(self, now_s: float) -> bool:
         return self.breaker.state(now_s) is _OPEN
 
+    # -- the attempt's events: the gateway's attempt() and the simulator both drive these ------------
+    def begin(self, now_s: float, units: float) -> Permit | None:
+        """May one attempt start here? None when the breaker says no (nothing is sent); else its
+        permit, and ``units`` count as in flight here until :meth:`end`."""
+        permit = self.breaker.allow(now_s)
+        if permit is not None:
+            self.inflight_units += units
+        return permit
+
+    def refusal(self, now_s: float) -> BreakerOpen:
+        """What :meth:`begin`'s None means to the caller: the breaker said no, nothing was sent."""
+        return BreakerOpen(f"Deployment '{self.name}' is unavailable (circuit open).",
+                           reason="breaker_open", retry_after_s=self.breaker.retry_after_s(now_s))
+
+    def first_token_timeout_s(self, stream: bool) -> float | None:
+        """The timer to set for the response's head: ``ttft_timeout_s`` for a stream, if any."""
+        return self.ttft_timeout_s if stream else None
+
+    def on_head(self, now_s: float, took_s: float, headroom: float | None) -> None:
+        """The response head came after ``took_s``: the latency estimate and the reported headroom."""
+        self.ewma.observe(now_s, took_s)
+        if headroom is not None:
+            self.headroom = headroom
+
+    def end(self, now_s: float, permit: Permit, units: float, outcome: Outcome, *,
+            headroom: float | None = None, retry_after_s: float | None = None) -> None:
+        """The attempt is over: its units leave, the breaker hears the outcome, and after an
+        upstream 429/529 the deployment cools down for the retry hint (bounded)."""
+        if outcome is Outcome.OVERLOADED:
+            hint_s = retry_after_s or 0.0
+            self.cooldown_until_s = now_s + min(max(hint_s, MIN_COOLDOWN_S), MAX_COOLDOWN_S)
+        left = self.inflight_units - units
+        self.inflight_units = left if left > 0.0 else 0.0
+        self.breaker.on_result(now_s, permit, outcome)
+        if headroom is not None:
+            self.headroom = headroom
+
+    # -- on asyncio -----------------------------------------------------------------------------
     async def attempt(self, request: Request, units: float) -> Response:
         """Send ``request`` here once; raise :class:`BreakerOpen` without sending if not allowed."""
         now = self.clock.now()
-        permit = self.breaker.allow(now)
+        permit = self.begin(now, units)
         if permit is None:
-            raise BreakerOpen(f"Deployment '{self.name}' is unavailable (circuit open).",
-                              reason="breaker_open", retry_after_s=self.breaker.retry_after_s(now))
-        self.inflight_units += units
+            raise self.refusal(now)
         started = now
         try:
-            if self.ttft_timeout_s is not None and request.payload.stream:
-                try:
-                    async with asyncio.timeout(self.ttft_timeout_s):
-                        response = await self.send(request)
-                except TimeoutError:
-                    raise UpstreamTimeout(
-                        f"Deployment '{self.name}' sent no first token within {self.ttft_timeout_s} s.",
-                        reason="ttft_timeout", error_kind="timeout") from None
+            timeout_s = self.first_token_timeout_s(request.payload.stream)
+            if timeout_s is not None:
+                response = await self._within(timeout_s, request)
             else:
                 response = await self.send(request)
         except BaseException as exc:
-            outcome = outcome_of(exc)
-            if outcome is Outcome.OVERLOADED:
-                hint_s = getattr(exc, "retry_after_s", None) or 0.0
-                self.cooldown_until_s = self.clock.now() + min(max(hint_s, MIN_COOLDOWN_S), MAX_COOLDOWN_S)
-            self._finish(permit, units, outcome, getattr(exc, "headroom", None))
+            self.end(self.clock.now(), permit, units, outcome_of(exc), headroom=getattr(exc, "headroom", None),
+                     retry_after_s=getattr(exc, "retry_after_s", None))
             raise
-        self.ewma.observe(self.clock.now(), self.clock.now() - started)
-        if response.headroom is not None:
-            self.headroom = response.headroom
+        now = self.clock.now()
+        self.on_head(now, now - started, response.headroom)
         if response.stream is None:
-            self._finish(permit, units, Outcome.SUCCESS, None)
+            self.end(now, permit, units, Outcome.SUCCESS)
         else:
             response.stream = self._watch(response.stream, permit, units)
         return response
 
-    def _finish(self, permit: Permit, units: float, outcome: Outcome, headroom: float | None) -> None:
-        left = self.inflight_units - units
-        self.inflight_units = left if left > 0.0 else 0.0
-        self.breaker.on_result(self.clock.now(), permit, outcome)
-        if headroom is not None:
-            self.headroom = headroom
+    async def _within(self, timeout_s: float, request: Request) -> Response:
+        """``send`` with the first-token timer on the injected clock (not the loop's), so the
+        deployment runs the same on a fake clock in tests."""
+        sending = asyncio.ensure_future(self.send(request))
+        timer = asyncio.ensure_future(self.clock.sleep(timeout_s))
+        try:
+            await asyncio.wait((sending, timer), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            sending.cancel()
+            raise
+        finally:
+            timer.cancel()
+        if not sending.done():
+            sending.cancel()
+            try:
+                await sending
+            except BaseException:
+                pass
+            raise ttft_timeout(self.name, timeout_s)
+        return sending.result()
 
     async def _watch(self, inner: AsyncIterator[bytes], permit: Permit, units: float) -> AsyncIterator[bytes]:
         outcome = Outcome.FAILURE
@@ -141,4 +188,4 @@ class DeploymentHandle:
             aclose = getattr(inner, "aclose", None)
             if aclose is not None:
                 await aclose()
-            self._finish(permit, units, outcome, None)
+            self.end(self.clock.now(), permit, units, outcome)

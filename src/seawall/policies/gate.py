@@ -21,14 +21,13 @@ from seawall.algorithms.demand import PeakDemand
 from seawall.algorithms.limit import LimitAlgorithm
 from seawall.algorithms.partition import PartitionedLimiter
 from seawall.algorithms.queue import AdmissionQueue, CoDel, DrainRate, Waiting
-from seawall.core.errors import Overloaded
+from seawall.core.errors import MAX_RETRY_AFTER_S, Overloaded
 from seawall.core.types import Criticality
 from seawall.env import Clock
 
 __all__ = ["AdmissionGate", "GateSettings", "Queued", "Ticket", "Waiter"]
 
 _SATURATING = frozenset({"overload", "queue_delay", "queue_timeout", "displaced"})
-MAX_RETRY_AFTER_S = 60.0
 MIN_RETRY_AFTER_S = 0.25
 _CRITICAL = int(Criticality.CRITICAL)  # enum member lookups cost ~0.1 µs each on Python 3.11
 _N_CRITICALITIES = len(Criticality)

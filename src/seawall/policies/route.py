@@ -3,11 +3,13 @@
 The innermost handler. It checks that the model exists (404), that the key may use it (403) and
 that it serves this operation (400); then picks a deployment with the group's balancing strategy
 and, on a retryable outcome (connection error, timeout, 5xx, 429, open breaker), moves to the next
-deployment in failover order. This is the only layer that retries, and every retry is paid for
-from a retry budget shared by the whole gateway (about 20% of requests), so an outage can never
-turn into a retry storm. A request that is already a client retry (the SDKs' own
-``x-stainless-retry-count``) gets no gateway retries while the budget is tight. Retrying the same
-deployment again waits a full-jitter backoff; moving to another one does not.
+deployment in failover order. The sends follow the request's one retry plan
+(:mod:`seawall.algorithms.plan`, shared with the admission policy's requeue after an upstream 429
+and driven by the simulator too), and every retry is paid for from a retry budget shared by the
+whole gateway (about 20% of requests), so an outage can never turn into a retry storm. A request
+that is already a client retry (the SDKs' own ``x-stainless-retry-count``) gets no gateway retries
+while the budget is tight. Retrying the same deployment again waits a full-jitter backoff; moving
+to another one does not.
 
 A stream is retried only before its first byte: once the first event reached the client, a
 failure ends the stream with an error event (the server edge) and the ledger records the reason.
@@ -18,17 +20,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from seawall.algorithms.backoff import full_jitter
 from seawall.algorithms.balancer import Candidate, failover_order, least_inflight, peak_ewma_p2c, weighted
 from seawall.algorithms.ejection import EjectionGuard, Member
 from seawall.algorithms.outcome import Outcome
+from seawall.algorithms.plan import Backoff, GiveUp, PlanSettings, SendPlan
 from seawall.algorithms.retry_budget import RetryBudget
 from seawall.core.errors import GatewayError, InvalidRequest, ModelNotFound, Overloaded, PermissionDenied
 from seawall.core.types import Operation, Request, Response
 from seawall.env import Clock, Rng
 from seawall.policies.deployment import DeploymentHandle, outcome_of
 
-__all__ = ["ModelGroup", "RetrySettings", "Router"]
+__all__ = ["ModelGroup", "RetrySettings", "Router", "no_deployment", "work_units"]
 
 _SERVES = {
     Operation.CHAT: frozenset({Operation.CHAT, Operation.MESSAGES}),
@@ -44,17 +46,18 @@ class ModelGroup:
     balancing: str = "latency"  # weighted | least_inflight | latency (peak-EWMA, power of two)
 
 
-@dataclass(frozen=True, slots=True)
-class RetrySettings:
-    max_attempts: int = 3
-    backoff_base_s: float = 0.05
-    backoff_cap_s: float = 2.0
+RetrySettings = PlanSettings  # max_attempts, backoff, max_requeues: one retry plan per request
 
 
 def work_units(request: Request) -> float:
     """Estimated tokens: prompt estimate plus the completion budget (256 when unspecified)."""
     p = request.payload
     return float(p.estimated_prompt_tokens + (p.max_tokens or 256))
+
+
+def no_deployment(group: ModelGroup, reason: str) -> Overloaded:
+    """A round that could send nowhere: every deployment ejected (``all_ejected``) or none tried."""
+    return Overloaded(f"No deployment of '{group.name}' is available.", reason=reason, retry_after_s=1.0)
 
 
 def client_retry_count(request: Request) -> int:
@@ -114,62 +117,51 @@ class Router:
             return least_inflight(cands, self.rng.random())
         return peak_ewma_p2c(cands, self.rng.random(), self.rng.random(), now_s)
 
+    def plan_for(self, request: Request) -> SendPlan[DeploymentHandle]:
+        """The request's one retry plan (algorithms/plan.py), made on its first round."""
+        plan: SendPlan[DeploymentHandle] | None = request.ctx.plan
+        if plan is None:
+            plan = request.ctx.plan = SendPlan(self.retry, self.budget, self.rng.random, deadline_s=request.deadline,
+                                               client_retries=client_retry_count(request),
+                                               tried=request.ctx.deployments_tried)
+        return plan
+
+    def start_round(self, group: ModelGroup, plan: SendPlan[DeploymentHandle], now_s: float) -> bool:
+        """Count the request and lay out a round; False if no deployment is left."""
+        self.budget.on_request(now_s)
+        order = self.plan(group, now_s)
+        plan.begin_round(order)
+        return bool(order)
+
     async def __call__(self, request: Request) -> Response:
         group = self.resolve(request)
-        now = self.clock.now()
-        self.budget.on_request(now)
-        order = self.plan(group, now)
-        if not order:
-            raise Overloaded(f"No deployment of '{group.name}' is available.", reason="all_ejected",
-                             retry_after_s=1.0)
+        plan = self.plan_for(request)
+        if not self.start_round(group, plan, self.clock.now()):
+            raise no_deployment(group, "all_ejected")
         units = work_units(request)
-        client_retries = client_retry_count(request)
         last: GatewayError | None = None
-        overloaded: set[str] = set()
-        sent = 0
-        # Sends in earlier rounds (the admission policy requeues after an upstream 429): one plan
-        # per client request. max_attempts bounds them all, plus one send per requeue (each paid
-        # from the same retry budget), not max_attempts per round.
-        prior = request.ctx.attempts
-        cap = self.retry.max_attempts + request.ctx.requeues
-        # Each deployment in failover order; with fewer deployments than attempts, round again
-        # (after a backoff), except to one that said 429: the admission layer owns that wait.
-        for dep in (order * self.retry.max_attempts)[: max(len(order), self.retry.max_attempts)]:
-            if prior + sent >= cap:
-                break
-            if dep.name in overloaded:
-                continue
-            if sent > 0:
-                if self.clock.now() >= request.deadline:
-                    break
-                if not self.budget.try_retry(self.clock.now(), client_retries):
+        while True:
+            step = plan.next(self.clock.now())
+            if step.__class__ is GiveUp:
+                if step.reason == "retry_budget":
                     request.ctx.reason = "retry_budget"
-                    break
-                if dep.name in request.ctx.deployments_tried:
-                    wait_s = full_jitter(sent - 1, self.retry.backoff_base_s, self.retry.backoff_cap_s,
-                                         self.rng.random())
-                    if self.clock.now() + wait_s >= request.deadline:
-                        break
-                    await self.clock.sleep(wait_s)
-            request.ctx.deployments_tried.append(dep.name)
+                break
+            if step.__class__ is Backoff:
+                await self.clock.sleep(max(0.0, step.until_s - self.clock.now()))
+            dep: DeploymentHandle = step.deployment  # type: ignore[union-attr]
             try:
                 response = await dep.attempt(request, units)
             except GatewayError as err:
                 last = err
                 if err.reason == "breaker_open":
-                    request.ctx.deployments_tried.pop()
-                    continue  # nothing was sent; costs no attempt and no budget
-                sent += 1
-                request.ctx.attempts = prior + sent
-                outcome = outcome_of(err)
-                if not outcome.retryable:
+                    plan.on_refused()
+                    continue
+                gave_up = plan.on_outcome(dep, outcome_of(err))
+                request.ctx.attempts = plan.sent
+                if gave_up is not None:
                     raise
-                if outcome is Outcome.OVERLOADED:
-                    overloaded.add(dep.name)
                 continue
-            request.ctx.attempts = prior + sent + 1
+            plan.on_outcome(dep, Outcome.SUCCESS)
+            request.ctx.attempts = plan.sent
             return response
-        if last is None:
-            raise Overloaded(f"No deployment of '{group.name}' is available.", reason="no_deployment",
-                             retry_after_s=1.0)
-        raise last
+        raise last if last is not None else no_deployment(group, "no_deployment")

@@ -77,6 +77,8 @@ def gateway_config_dict(scenario: Scenario, profile: str, base_urls: dict[str, s
         deployments = []
         for dep in model.deployments:
             entry: dict[str, Any] = {"name": dep.name, "weight": dep.weight, "priority": dep.priority}
+            if dep.ttft_timeout_s is not None:
+                entry["ttft_timeout_s"] = dep.ttft_timeout_s
             if base_urls is not None:
                 entry.update(base_url=base_urls[dep.name], max_connections=4096)
             else:

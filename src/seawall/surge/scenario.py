@@ -329,6 +329,8 @@ class Deployment(_Strict):
     ``error_rate`` of requests answer 500 after the base latency, whatever the behaviour.
     ``metrics``: the gateway is given the server's ``/metrics`` as ``metrics_url`` (its queue then
     feeds admission, policies/upstream_load.py); the simulator reads the same gauges from the model.
+    ``ttft_timeout_s``: the gateway's ``ttft_timeout_s`` for this deployment (streams fail over when
+    no first token came by then).
     ``load_scale`` and shards scale ``max_in_flight`` and the other capacities (prefill speed, KV
     cache, rate limits) together."""
 
@@ -346,6 +348,7 @@ class Deployment(_Strict):
     tokens_per_minute: float | None = Field(None, gt=0)
     overloaded_rate: float = Field(0.0, ge=0, le=1)
     metrics: bool = Field(False, description="the gateway reads the server's /metrics (metrics_url)")
+    ttft_timeout_s: float | None = Field(None, gt=0, description="the gateway's first-token timeout for it")
     priority: int = Field(0, ge=0)
     weight: float = Field(1.0, ge=0)
 

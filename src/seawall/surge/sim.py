@@ -41,15 +41,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from seawall.algorithms.backoff import full_jitter
-from seawall.algorithms.outcome import Outcome, classify
+from seawall.algorithms.outcome import Outcome
+from seawall.algorithms.plan import Backoff, Send, SendPlan
 from seawall.config.schema import Config
-from seawall.core.errors import GatewayError
+from seawall.core.errors import GatewayError, advertised_retry_after_s, retry_after_ms
 from seawall.core.types import Criticality
+from seawall.edges.upstreams.base import status_error, timed_out
 from seawall.mock.servers import DONE, FIRST, Accepted, BatchingServer, HostedServer, SlotsServer
-from seawall.policies.admission import SAMPLE_MAX_LOOP_LAG_S
-from seawall.policies.deployment import MAX_COOLDOWN_S, MIN_COOLDOWN_S
-from seawall.policies.gate import MAX_RETRY_AFTER_S, AdmissionGate, Ticket
+from seawall.policies.admission import latency_sample
+from seawall.policies.auth import charge_failure
+from seawall.policies.deployment import outcome_of, ttft_timeout
+from seawall.policies.gate import AdmissionGate, Ticket
+from seawall.policies.route import no_deployment
 from seawall.policies.upstream_load import UpstreamLoad, report_load
 from seawall.surge.profiles import gateway_config
 from seawall.surge.replica import Replica, SimClock, SimRng, Waiter, build_replica
@@ -172,24 +175,20 @@ class _Req:
         "first_t",
         "gate",
         "gen",
+        "head_limit_s",
         "hint",
         "last_err",
         "limit_t",
         "max_tokens",
         "model",
         "n_out",
-        "overloaded",
         "permit",
-        "pos",
-        "prior",
+        "plan",
         "prompt",
         "replica",
-        "requeues",
         "retries",
         "rid",
         "rtt_s",
-        "sent",
-        "seq",
         "started",
         "state",
         "stream",
@@ -198,7 +197,7 @@ class _Req:
         "t_recv",
         "ticket",
         "tier",
-        "tried",
+        "ttft_cut",
         "units",
         "up",
         "up_kind",
@@ -216,22 +215,18 @@ class _Req:
     hint: float | None
     last_err: Any
     limit_t: float
-    overloaded: list[str]
+    head_limit_s: float
     permit: Any
-    pos: int
-    prior: int
+    plan: Any
     replica: Replica
-    requeues: int
     rid: int
     rtt_s: float | None
-    sent: int
-    seq: list[Any]
     started: float
     t_end: float
     t_first: float
     t_recv: float
     ticket: Any
-    tried: list[str]
+    ttft_cut: bool
     up: _Up | None
     up_kind: int
     up_t0: float
@@ -254,10 +249,6 @@ class _Req:
         self.retries = 0
         self.gen = 0
         self.state = _IDLE
-
-
-# An error as the client sees it: (status, reason, retry_after_s or None, upstream status, error kind)
-_Err = tuple[int, str, float | None, int | None, str | None]
 
 
 @dataclass
@@ -473,13 +464,6 @@ class Simulation:
             replica.cpu_free_s = now + self._cpu_rejected
             self._process(req, gen)
 
-    def _reply(self, req: _Req, err: _Err | None) -> None:
-        """The gateway answers the current attempt (``err`` None: 200); the client reacts."""
-        if err is None:
-            self._succeed(req)
-        else:
-            self._fail(req, err[0], err[1], err[2])
-
     def _succeed(self, req: _Req) -> None:
         """The gateway answered 200: the user's request is done."""
         now = self.clock.t
@@ -528,17 +512,10 @@ class Simulation:
         if series is None:
             series = rec.reason_series[reason] = [0] * rec.n
         series[b] += 1
-        if retry_after is None and (status == 429 or status == 503):
-            retry_after = 1.0
+        # What the server edge puts in retry-after-ms (edges/server.py error_headers)
+        retry_after = advertised_retry_after_s(status, retry_after)
         if retry_after is not None:
-            # What the server edge puts in retry-after-ms:
-            # max(1, round(min(max(retry_after, 0.001), MAX_RETRY_AFTER_S) * 1000)) / 1000.0
-            if retry_after < 0.001:
-                retry_after = 0.001
-            elif retry_after > MAX_RETRY_AFTER_S:
-                retry_after = MAX_RETRY_AFTER_S
-            ms = round(retry_after * 1000)
-            retry_after = (ms if ms > 1 else 1) / 1000.0
+            retry_after = retry_after_ms(retry_after) / 1000.0
         self._client_retry_or_fail(req, now + self._client_rtt, retry_after, reason,
                                    status >= 500 or status == 408 or status == 409 or status == 429)
 
@@ -584,14 +561,14 @@ class Simulation:
             req.waiter.cancel()
         elif state == _UPSTREAM:
             self._release_upstream(req)
-            req.dep._finish(req.permit, req.units, Outcome.CANCELLED, None)
-            self.recorder.router(now, req.sent + 1)
+            req.dep.end(now, req.permit, req.units, Outcome.CANCELLED)
+            self.recorder.router(now, req.plan.round_sent + 1)
             if req.gate is not None:
                 # An abandoned request gives no latency sample (AdmissionPolicy._release_after's
                 # finally, for a stream the client left).
                 req.gate.release(req.ticket, rtt_s=None, dropped=False)
         elif state == _BACKOFF:
-            self.recorder.router(now, req.sent)
+            self.recorder.router(now, req.plan.round_sent)
             if req.gate is not None:
                 req.gate.release(req.ticket, rtt_s=None, dropped=False)
         # _CPU: nothing held yet. _WOKEN: the stale continuation gives its ticket back.
@@ -625,11 +602,7 @@ class Simulation:
         key = self._floods.keys[address]
         throttle = replica.auth_throttle
         # AuthPolicy.authenticate for a well-formed but unknown key
-        if throttle.would_wait(key, now) > 0:
-            reason = "auth_throttle"
-        else:
-            throttle.take(key, now)
-            reason = "invalid_api_key"
+        reason = "invalid_api_key" if charge_failure(throttle, key, now) else "auth_throttle"
         # Recorder.attempt_end, inlined
         tr.outcomes["rejected_auth"][b] += 1
         tr.reasons[reason] = tr.reasons.get(reason, 0) + 1
@@ -644,36 +617,28 @@ class Simulation:
             return
         replica = req.replica
         admission = replica.admission
+        req.plan = None
+        req.ticket = None
+        req.t_first = -1.0
+        req.gate = None
         if admission is not None:
             try:
                 admission._early(req.crit)
             except GatewayError as err:
                 self._fail(req, err.status, err.reason, err.retry_after_s)
                 return
-            req.requeues = 0
-            req.prior = 0
-            req.ticket = None
-            req.tried = []
-            req.t_first = -1.0
             gate = replica.gates.get(req.model)
             if gate is not None:
                 req.gate = gate
                 self._offer(req)
                 return
-        else:
-            req.requeues = 0
-            req.prior = 0
-            req.ticket = None
-            req.tried = []
-            req.t_first = -1.0
-        req.gate = None
         self._start(req, None)
 
     def _offer(self, req: _Req) -> None:
         gate: AdmissionGate = req.gate
         waiter = Waiter(self._woken, req)
         try:
-            offered = gate.offer(req.crit, req.units, req.deadline, waiter, req.requeues > 0)
+            offered = gate.offer(req.crit, req.units, req.deadline, waiter, req.plan is not None)
         except GatewayError as err:
             self._fail(req, err.status, err.reason, err.retry_after_s)
             return
@@ -718,61 +683,42 @@ class Simulation:
         req.ctx.admitted[b if b < rec.n else rec.n - 1] += 1
         self._route(req)
 
-    # -- the gateway: the router -----------------------------------------------------------------
+    # -- the gateway: the router, driving the request's retry plan (algorithms/plan.py) ----------
 
     def _route(self, req: _Req) -> None:
-        """``Router.__call__`` up to its loop."""
-        now = self.clock.t
+        """``Router.__call__`` up to its loop: one round of the request's plan."""
         router = req.replica.router
-        router.budget.on_request(now)
+        plan = req.plan
+        if plan is None:
+            plan = req.plan = SendPlan(router.retry, router.budget, router.rng.random, deadline_s=req.deadline,
+                                       client_retries=req.retries)
         group = router.groups[req.model]
-        order = router.plan(group, now)
-        req.sent = 0
-        req.overloaded = []
         req.last_err = None
-        if not order:
-            self._router_failed(req, (503, "all_ejected", 1.0, None, None))
+        if not router.start_round(group, plan, self.clock.t):
+            self._router_failed(req, no_deployment(group, "all_ejected"))
             return
-        attempts = router.retry.max_attempts
-        # (order * attempts)[: max(len(order), attempts)]; plan() returns a fresh list
-        req.seq = order if attempts <= len(order) else (order * attempts)[:attempts]
-        req.pos = 0
         self._router_loop(req, None)
 
     def _router_loop(self, req: _Req, resume: Any) -> None:
-        """``Router.__call__``'s loop over deployments in failover order."""
-        router = req.replica.router
+        """``Router.__call__``'s loop: the plan's next step, until a send is under way or it gives up."""
         if resume is not None and self._attempt(req, resume):
             return
-        seq = req.seq
-        max_attempts = router.retry.max_attempts
-        while req.pos < len(seq):
-            dep = seq[req.pos]
-            req.pos += 1
-            if req.prior + req.sent >= max_attempts + req.requeues:  # one plan per request (Router.__call__)
-                break
-            if dep.name in req.overloaded:
-                continue
-            if req.sent > 0:
-                now = self.clock.t
-                if now >= req.deadline:
-                    break
-                if not router.budget.try_retry(now, req.retries):
-                    break
-                if dep.name in req.tried:
-                    r = router.retry
-                    wait_s = full_jitter(req.sent - 1, r.backoff_base_s, r.backoff_cap_s, router.rng.random())
-                    if now + wait_s >= req.deadline:
-                        break
-                    req.state = _BACKOFF
-                    self._at(req, now + wait_s, self._backoff_done, (req.gen, dep))
+        plan: SendPlan[Any] = req.plan
+        while True:
+            step = plan.next(self.clock.t)
+            cls = step.__class__
+            if cls is Send:
+                if self._attempt(req, step.deployment):  # type: ignore[union-attr]
                     return
-            if self._attempt(req, dep):
+                continue
+            if cls is Backoff:
+                req.state = _BACKOFF
+                self._at(req, step.until_s, self._backoff_done, (req.gen, step.deployment))  # type: ignore[union-attr]
                 return
+            break
         err = req.last_err
-        if err is None:
-            err = (503, "no_deployment", 1.0, None, None)
-        self._router_failed(req, err)
+        self._router_failed(req, err if err is not None else no_deployment(req.replica.router.groups[req.model],
+                                                                           "no_deployment"))
 
     def _backoff_done(self, req: _Req, arg: tuple[int, Any]) -> None:
         gen, dep = arg
@@ -782,19 +728,18 @@ class Simulation:
     def _attempt(self, req: _Req, dep: Any) -> bool:
         """``DeploymentHandle.attempt``: False when the breaker refused (nothing was sent)."""
         now = self.clock.t
-        permit = dep.breaker.allow(now)
+        permit = dep.begin(now, req.units)
         if permit is None:
-            req.last_err = (503, "breaker_open", dep.breaker.retry_after_s(now), None, None)
+            req.plan.on_refused()
+            req.last_err = dep.refusal(now)
             return False
-        req.tried.append(dep.name)
-        dep.inflight_units += req.units
         req.dep = dep
         req.permit = permit
         req.up_t0 = now
         req.state = _UPSTREAM
         up = self.ups[dep.name]
         rtt = self._net_rtt
-        tag = (req.gen, req.sent)  # this attempt's events (a failover keeps the generation)
+        tag = (req.gen, req.plan.sent)  # this attempt's events (a failover keeps the generation)
         req.up = None
         if up.down:
             req.up_kind = _R500
@@ -821,6 +766,14 @@ class Simulation:
                 t = limit_t
             self._at(req, t if t > now else now, self._upstream_done, tag)
             return True
+        # The response head must come within the read timeout, and a stream's first token within the
+        # deployment's first-token timeout (DeploymentHandle.first_token_timeout_s).
+        head_limit_s = up.read_s
+        ttft_s = dep.first_token_timeout_s(req.stream)
+        req.ttft_cut = ttft_s is not None and ttft_s < head_limit_s
+        if req.ttft_cut:
+            head_limit_s = ttft_s
+        req.head_limit_s = head_limit_s
         first_s = admitted.first_s
         req.up_kind = _OK
         if first_s is None:
@@ -828,21 +781,24 @@ class Simulation:
             # (_up_wake), and the head timeout is a timer of its own.
             up.reqs[req.rid] = req
             req.cut = False
-            t = now + up.read_s
+            t = now + head_limit_s
             self._at(req, limit_t if limit_t < t else t, self._head_timer, tag)
             self._wake(up)
             return True
         n = req.n_out
         total_s = first_s + (n - 1 if n > 1 else 0) * admitted.interval_s
         head_s = first_s if req.stream else total_s  # when the response head (first byte) arrives
-        if head_s > up.read_s or now + rtt + head_s > limit_t:
-            # the deployment's own timeout, or the request's deadline first (UpstreamClient._timed_out)
-            req.up_kind = _TIMEOUT if head_s > up.read_s or req.deadline > now + up.total_s else _DEADLINE
-            t = now + up.read_s
+        if head_s > head_limit_s or now + rtt + head_s > limit_t:
+            # the deployment's own timeouts, or the request's deadline first (UpstreamClient._timed_out)
+            t = now + head_limit_s
             if limit_t < t:
                 t = limit_t
+            req.up_kind = _TIMEOUT if head_s > head_limit_s or req.deadline > now + up.total_s else _DEADLINE
+            if req.up_kind == _DEADLINE or t < now + head_limit_s:
+                req.ttft_cut = False  # the deadline or the total timeout came first
             self._at(req, t if t > now else now, self._upstream_done, tag)
             return True
+        req.ttft_cut = False
         t_end = now + rtt + total_s
         req.cut = limit_t < t_end  # a stream that runs into its deadline or total timeout breaks mid-way
         req.t_end = limit_t if req.cut else t_end
@@ -874,37 +830,33 @@ class Simulation:
                 continue
             if kind == FIRST:
                 if req.stream:
-                    self._at(req, at + rtt, self._first_byte, (req.gen, req.sent))
+                    self._at(req, at + rtt, self._first_byte, (req.gen, req.plan.sent))
             elif kind == DONE:
                 req.t_end = at + rtt
                 self._at(req, at + rtt, self._stream_end if req.stream else self._upstream_done,
-                         (req.gen, req.sent))
+                         (req.gen, req.plan.sent))
         self._wake(up)
 
     def _head_timer(self, req: _Req, tag: tuple[int, int]) -> None:
-        """No response head from a batching server within the read timeout or the deadline."""
-        if req.gen != tag[0] or req.sent != tag[1] or req.state != _UPSTREAM or req.t_first >= 0:
+        """No response head from a batching server within the read (or first-token) timeout or the
+        deadline."""
+        if req.gen != tag[0] or req.plan.sent != tag[1] or req.state != _UPSTREAM or req.t_first >= 0:
             return
         now = self.clock.t
+        head_t = req.up_t0 + req.head_limit_s
         # The request's own deadline first: CANCELLED (outcome.py), else the deployment's timeout.
-        req.up_kind = _DEADLINE if req.limit_t == req.deadline and now < req.up_t0 + self.ups[req.dep.name].read_s \
-            else _TIMEOUT
+        req.up_kind = _DEADLINE if req.limit_t == req.deadline and now < head_t else _TIMEOUT
+        if req.up_kind == _DEADLINE or req.limit_t < head_t:
+            req.ttft_cut = False
         self._upstream_done(req, tag)
 
     def _cut(self, req: _Req, tag: tuple[int, int]) -> None:
         """A batching server's stream runs into the request's deadline or the total timeout."""
-        if req.gen != tag[0] or req.sent != tag[1] or req.state != _UPSTREAM:
+        if req.gen != tag[0] or req.plan.sent != tag[1] or req.state != _UPSTREAM:
             return
         req.cut = True
         req.t_end = self.clock.t
         self._stream_end(req, tag)
-
-    def _sample(self, req: _Req, now: float) -> float | None:
-        """The admission policy's latency sample (AdmissionPolicy._sample): seconds per output token
-        of the whole request; none while the replica's event loop lags."""
-        if req.replica.cpu_free_s - now > SAMPLE_MAX_LOOP_LAG_S:  # Replica.loop_lag_s
-            return None
-        return (now - req.started) / (1 + req.n_out)
 
     def _release_upstream(self, req: _Req) -> None:
         """The attempt left the upstream (done, failed, or its client went away)."""
@@ -918,16 +870,11 @@ class Simulation:
 
     def _first_byte(self, req: _Req, tag: tuple[int, int]) -> None:
         """A stream's first event: the router returns the response (breaker result at its end)."""
-        if req.gen != tag[0] or req.sent != tag[1] or req.state != _UPSTREAM or req.t_first >= 0:
+        if req.gen != tag[0] or req.plan.sent != tag[1] or req.state != _UPSTREAM or req.t_first >= 0:
             return
         now = self.clock.t
-        dep = req.dep
-        dep.ewma.observe(now, now - req.up_t0)
         up = req.up
-        if up is not None:
-            headroom = up.headroom(now)
-            if headroom is not None:
-                dep.headroom = headroom
+        req.dep.on_head(now, now - req.up_t0, up.headroom(now) if up is not None else None)
         req.t_first = now
         if up is not None and req.rid in up.reqs:
             self._at(req, req.limit_t, self._cut, tag)  # batching: DONE comes as a milestone
@@ -935,7 +882,7 @@ class Simulation:
             self._at(req, req.t_end, self._stream_end, tag)
 
     def _stream_end(self, req: _Req, tag: tuple[int, int]) -> None:
-        if req.gen != tag[0] or req.sent != tag[1] or req.state != _UPSTREAM:
+        if req.gen != tag[0] or req.plan.sent != tag[1] or req.state != _UPSTREAM:
             return
         self._release_upstream(req)
         now = self.clock.t
@@ -943,15 +890,21 @@ class Simulation:
         # A break at the request's own deadline tells nothing about the deployment (outcome.py).
         outcome = (Outcome.SUCCESS if not broke else Outcome.CANCELLED if req.t_end >= req.deadline
                    else Outcome.FAILURE)
-        req.dep._finish(req.permit, req.units, outcome, None)
+        req.dep.end(now, req.permit, req.units, outcome)
+        req.plan.on_outcome(req.dep, Outcome.SUCCESS)  # the router returned at the first byte
         if req.gate is not None:
             req.gate.release(req.ticket, rtt_s=None if broke else self._sample(req, now), dropped=False)
-        self._router_done(now, req.sent + 1)
+        self._router_done(now, req.plan.round_sent)
         # after the first byte nothing is retried: the stream ends with an error event
         if broke:
             self._fail(req, 502, "upstream_timeout", None)
         else:
             self._succeed(req)
+
+    def _sample(self, req: _Req, now: float) -> float | None:
+        """The admission policy's latency sample (``latency_sample``) for a finished request."""
+        lag = req.replica.cpu_free_s - now  # Replica.loop_lag_s
+        return latency_sample(req.started, now, req.n_out, lag if lag > 0.0 else 0.0)
 
     def _router_done(self, now: float, attempts: int) -> None:
         """Recorder.router, inlined: one request left the router after ``attempts`` attempts."""
@@ -963,80 +916,66 @@ class Simulation:
         rec.upstream_attempts[b] += attempts
 
     def _upstream_done(self, req: _Req, tag: tuple[int, int]) -> None:
-        if req.gen != tag[0] or req.sent != tag[1] or req.state != _UPSTREAM:
+        if req.gen != tag[0] or req.plan.sent != tag[1] or req.state != _UPSTREAM:
             return
         now = self.clock.t
         dep = req.dep
         kind = req.up_kind
         up = req.up
+        plan: SendPlan[Any] = req.plan
         if kind == _OK and up is not None:
-            dep.ewma.observe(now, now - req.up_t0)
-            headroom = up.headroom(now)
-            if headroom is not None:
-                dep.headroom = headroom
+            dep.on_head(now, now - req.up_t0, up.headroom(now))
             self._release_upstream(req)
-            dep._finish(req.permit, req.units, Outcome.SUCCESS, None)
+            dep.end(now, req.permit, req.units, Outcome.SUCCESS)
+            plan.on_outcome(dep, Outcome.SUCCESS)
             if req.gate is not None:
                 req.gate.release(req.ticket, rtt_s=self._sample(req, now), dropped=False)
-            self._router_done(now, req.sent + 1)
+            self._router_done(now, plan.round_sent)
             self._succeed(req)
             return
         self._release_upstream(req)
+        # The error the upstream edge raises for this answer (edges/upstreams/base.py), classified by
+        # the one response classifier, exactly as the gateway's attempt() sees it.
+        err: GatewayError
         if kind == _R429:
-            hint_s = req.hint if req.hint is not None else 0.0
-            err: _Err = (503, "upstream_429", hint_s, 429, None)
-            dep.cooldown_until_s = now + min(max(hint_s, MIN_COOLDOWN_S), MAX_COOLDOWN_S)
-            dep._finish(req.permit, req.units, Outcome.OVERLOADED, 0.0)
-            req.overloaded.append(dep.name)
+            err = status_error(dep.name, 429, {}, b"", retry_after_s=req.hint if req.hint is not None else 0.0)
         elif kind == _R500:
-            err = (502, "upstream_500", None, 500, None)
-            dep._finish(req.permit, req.units, Outcome.FAILURE, None)
+            err = status_error(dep.name, 500, {}, b"")
         elif kind == _R503:
-            err = (502, "upstream_503", None, 503, None)  # base.status_error: a 5xx is an UpstreamError
-            dep._finish(req.permit, req.units, Outcome.FAILURE, None)
+            err = status_error(dep.name, 503, {}, b"")
         elif kind == _R400:
-            # base.UpstreamRejected: not retryable, the router gives up at once
-            dep._finish(req.permit, req.units, Outcome.CLIENT_ERROR, None)
-            req.sent += 1
-            self._router_failed(req, (400, "client_error", None, 400, None))
-            return
+            err = status_error(dep.name, 400, {}, b"")
         elif kind == _TIMEOUT:
-            err = (504, "upstream_timeout", None, None, "timeout")
-            dep._finish(req.permit, req.units, Outcome.FAILURE, None)
+            err = (ttft_timeout(dep.name, req.head_limit_s) if req.ttft_cut
+                   else timed_out(f"Upstream '{dep.name}' timed out.", False))
         else:
-            err = (504, "deadline", None, None, "deadline")
-            dep._finish(req.permit, req.units, Outcome.CANCELLED, None)
-        req.sent += 1
+            err = timed_out("", True)
+        outcome = outcome_of(err)
+        dep.end(now, req.permit, req.units, outcome, headroom=getattr(err, "headroom", None),
+                retry_after_s=err.retry_after_s)
         req.last_err = err
+        if plan.on_outcome(dep, outcome) is not None:  # not worth another send (a client error)
+            self._router_failed(req, err)
+            return
         req.state = _BACKOFF  # holds its ticket, nothing upstream: a client timeout now is as in a backoff
         self._router_loop(req, None)
 
-    def _router_failed(self, req: _Req, err: _Err) -> None:
+    def _router_failed(self, req: _Req, err: GatewayError) -> None:
         """The router gave up: the admission policy's ``except GatewayError`` branch."""
         now = self.clock.t
-        self._router_done(now, req.sent)
+        self._router_done(now, req.plan.round_sent)
         gate = req.gate
-        status, reason, retry_after, up_status, error_kind = err
-        if gate is None:
-            self._fail(req, status, reason, retry_after)
-            return
-        if up_status is None and error_kind is None:
-            outcome = Outcome.FAILURE if status >= 500 else Outcome.CLIENT_ERROR
-        else:
-            outcome = classify(up_status, error_kind)
-        dropped = outcome is Outcome.OVERLOADED or error_kind == "timeout"
-        gate.release(req.ticket, rtt_s=None, dropped=dropped)
-        req.ticket = None
-        admission = req.replica.admission
-        if (outcome is Outcome.OVERLOADED and admission is not None and req.requeues < admission.max_requeues
-                and req.replica.router.budget.try_retry(now, req.retries)):
-            req.requeues += 1
-            req.prior += req.sent
-            self._offer(req)
-            return
-        if outcome is Outcome.OVERLOADED:
-            retry_after = max(retry_after or 0.0, gate.retry_after_s(req.crit, req.units))
-        self._fail(req, status, reason, retry_after)
+        retry_after = err.retry_after_s
+        if gate is not None:
+            floor_s = req.replica.admission.on_round_failed(  # type: ignore[union-attr]
+                gate, req.ticket, req.plan, outcome_of(err), err.error_kind)
+            req.ticket = None
+            if floor_s is None:
+                self._offer(req)  # requeued: wait for real capacity, then another round
+                return
+            if floor_s > 0.0:
+                retry_after = max(retry_after or 0.0, floor_s)
+        self._fail(req, err.status, err.reason, retry_after)
 
     def _poll_metrics(self, replica: Replica, arg: tuple[str, str, float]) -> None:
         """A replica's metrics poller reads the server (edges/upstream_metrics.py): the same gauges

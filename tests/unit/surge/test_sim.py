@@ -204,3 +204,23 @@ def test_shards_need_a_replica_and_a_slot_each(tiny_scenario):
         simulate(tiny_scenario, "seawall", replicas=2, shards=3)
     with pytest.raises(ValueError, match="8 slots cannot be split into 9 shares"):
         simulate(tiny_scenario, "seawall", replicas=9, shards=9)
+
+
+def test_a_first_token_timeout_fails_streams_over_in_the_simulator_too():
+    """ttft_timeout_s was once never applied in the simulator (issue 11): a deployment whose first
+    token takes 2 s, with a 0.5 s first-token timeout, loses every stream to the fast one."""
+    slow_first_token = {"models": [{"name": "chat", "deployments": [
+        {"name": "a", "max_in_flight": 64, "base_latency_s": 2.0, "tokens_per_s": 0, "ttft_timeout_s": 0.5,
+         "priority": 0},
+        {"name": "b", "max_in_flight": 64, "base_latency_s": 0.2, "tokens_per_s": 0, "priority": 1}]}]}
+    shape = {"prompt_tokens": 50, "max_tokens": 32, "completion_tokens": 8, "stream_fraction": 1.0}
+    phases = [{"name": "steady", "duration_s": 20, "rates": {"api": 5, "plus": 0, "free": 0}}]
+    r = simulate(tiny(upstream=slow_first_token, phases=phases, shape=shape), "seawall")
+    api = _summary(r)["api"]
+    assert api["success_rate_pct"] == 100.0
+    assert api["p99_s"] < 2.0  # none waited for a's 2 s first token
+    without = {"models": [{"name": "chat", "deployments": [
+        {**slow_first_token["models"][0]["deployments"][0], "ttft_timeout_s": None},
+        slow_first_token["models"][0]["deployments"][1]]}]}
+    slow = _summary(simulate(tiny(upstream=without, phases=phases, shape=shape), "seawall"))["api"]
+    assert slow["p50_s"] >= 2.0  # without the timeout the primary answers, late

@@ -39,6 +39,7 @@ __all__ = [
     "headroom_from",
     "retry_after_from",
     "status_error",
+    "timed_out",
 ]
 
 JSON_HEADERS = [("content-type", "application/json")]
@@ -163,14 +164,25 @@ class UpstreamRejected(InvalidRequest):
                          upstream_status=status)
 
 
-def status_error(name: str, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
+def timed_out(message: str, deadline_passed: bool) -> UpstreamTimeout:
+    """The deployment's own timeout (a failure of it), or, when ``deadline_passed``, the request's
+    deadline (the client's budget ran out first: neutral for the breaker, ``algorithms/outcome.py``)."""
+    if deadline_passed:
+        return UpstreamTimeout("The request's deadline passed while the upstream was answering.",
+                               reason="deadline", error_kind="deadline")
+    return UpstreamTimeout(message, reason="upstream_timeout", error_kind="timeout")
+
+
+def status_error(name: str, status: int, headers: Mapping[str, str], body: bytes, *,
+                 retry_after_s: float | None = None) -> GatewayError:
     """The gateway error for a non-200 upstream answer, following the response classifier's rules.
 
     429 and 529 (Anthropic's overload) -> :class:`Overloaded` with the upstream's retry hint;
     401/403 (the *deployment's* credentials) -> :class:`UpstreamError`; 408 -> :class:`UpstreamTimeout`;
     any other 4xx -> :class:`UpstreamRejected` (status and message passed through to the client);
     5xx and anything else -> :class:`UpstreamError` (502). All carry ``upstream_status``; a 429
-    carries ``headroom`` 0, others whatever rate-limit headers came along.
+    carries ``headroom`` 0, others whatever rate-limit headers came along. ``retry_after_s``: the
+    hint when the caller has it already parsed (the simulator's server models), else the headers'.
     """
     err: GatewayError
     if status == 429 or status == 529:
@@ -179,7 +191,7 @@ def status_error(name: str, status: int, headers: Mapping[str, str], body: bytes
             f"Upstream '{name}' is {what}; try again shortly.",
             code="upstream_rate_limited" if status == 429 else "upstream_overloaded",
             reason=f"upstream_{status}",
-            retry_after_s=retry_after_from(headers),
+            retry_after_s=retry_after_s if retry_after_s is not None else retry_after_from(headers),
             upstream_status=status,
         )
     elif status in (401, 403):
@@ -300,12 +312,7 @@ class HttpUpstream:
             raise
 
     def _timed_out(self, request: Request, message: str) -> UpstreamTimeout:
-        """The deployment's own timeout (a failure of it), or the request's deadline (the client's
-        budget ran out first: neutral for the breaker, see ``algorithms/outcome.py``)."""
-        if self.clock.now() >= request.deadline - _DEADLINE_SLACK_S:
-            return UpstreamTimeout("The request's deadline passed while the upstream was answering.",
-                                   reason="deadline", error_kind="deadline")
-        return UpstreamTimeout(message, reason="upstream_timeout", error_kind="timeout")
+        return timed_out(message, self.clock.now() >= request.deadline - _DEADLINE_SLACK_S)
 
     @contextlib.contextmanager
     def reading_stream(self) -> Iterator[None]:
