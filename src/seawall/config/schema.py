@@ -51,9 +51,20 @@ class TimeoutSettings(_Strict):
     total_s: float = Field(600.0, gt=0, le=7200)
 
 
+def _registered(registry: str, value: str, what: str) -> str:
+    """``value`` if it names a kind in ``config/registry.py``'s ``registry`` (imported when first
+    checked: the registry builds from this schema)."""
+    from seawall.config import registry as kinds
+
+    known: dict[str, object] = getattr(kinds, registry)
+    if value not in known:
+        raise ValueError(f"unknown {what} {value!r}; known: {', '.join(sorted(known))}")
+    return value
+
+
 class Deployment(_Strict):
     name: str | None = None
-    provider: Literal["openai", "anthropic", "mock"] = "openai"
+    provider: str = Field("openai", description="a kind in config/registry.py PROVIDERS: openai, anthropic, mock")
     base_url: str | None = None
     model: str | None = Field(None, description="upstream model name; default: the public name")
     api_key_env: str | None = Field(None, description="environment variable holding the secret")
@@ -79,6 +90,11 @@ class Deployment(_Strict):
 
             MockConfig.from_mapping(value)  # raises ValueError naming the field
         return value
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, value: str) -> str:
+        return _registered("PROVIDERS", value, "provider")
 
     @field_validator("base_url", "metrics_url")
     @classmethod
@@ -285,7 +301,7 @@ class AdmissionSettings(_Strict):
     reserved shares per criticality, a bounded queue, and early shedding on event-loop lag."""
 
     enabled: bool = True
-    algorithm: Literal["gradient2", "vegas", "aimd"] = "gradient2"
+    algorithm: str = Field("gradient2", description="a kind in config/registry.py LIMITS: gradient2, vegas, aimd")
     initial_limit_units: float = Field(65536, gt=0, description="generous: a 429 or queueing brings it down at once")
     min_limit_units: float = Field(256, gt=0)
     latency_tolerance: float = Field(1.2, ge=1.0, description=(
@@ -311,6 +327,11 @@ class AdmissionSettings(_Strict):
         "gradient2/vegas: lower the limit to re-measure the no-load latency every this many windows; "
         "0 (default): never (a probe halves the limit for seconds when requests take seconds)"))
     loop_lag_shed_s: dict[_CRITICALITIES, float] = Field(default_factory=lambda: dict(_DEFAULT_LAG_SHED_S))
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm(cls, value: str) -> str:
+        return _registered("LIMITS", value, "admission algorithm")
 
     @model_validator(mode="after")
     def _check(self) -> AdmissionSettings:

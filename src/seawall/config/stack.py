@@ -22,36 +22,32 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from seawall.algorithms.breaker import CircuitBreaker
-from seawall.algorithms.ejection import EjectionGuard
 from seawall.algorithms.gcra import KeyedGcra
-from seawall.algorithms.limit import AimdLimit, Gradient2Limit, LimitAlgorithm, VegasLimit
-from seawall.algorithms.partition import PartitionedLimiter
-from seawall.algorithms.retry_budget import RetryBudget
 from seawall.auth.keys import KeyRefresher, NegativeCache
-from seawall.config.schema import AdmissionSettings, Config, Lane
+from seawall.config.registry import PROVIDERS, make_admission, make_gates, make_groups, make_handle, make_router
+from seawall.config.schema import Config, Lane
 from seawall.core.compose import Handler, Policy, compose
 from seawall.core.errors import GatewayError, Overloaded
-from seawall.core.types import Criticality, Operation, Request, Response
+from seawall.core.types import Criticality, Request, Response
 from seawall.edges.ledger import Ledger, LedgerRecord
 from seawall.edges.looplag import LoopLagMonitor
 from seawall.edges.metrics import GatewayMetrics
 from seawall.edges.quota import QuotaService
 from seawall.edges.stores import KeyAdmin, key_store_for, ledger_sink_for
-from seawall.edges.upstreams import Upstream, UpstreamSettings, make_upstream
+from seawall.edges.upstreams import Upstream
 from seawall.env import Clock, Rng, SystemClock, SystemRng
 from seawall.policies.admission import AdmissionPolicy
 from seawall.policies.auth import AuthPolicy
 from seawall.policies.deployment import DeploymentHandle
-from seawall.policies.gate import AdmissionGate, GateSettings
+from seawall.policies.gate import AdmissionGate
 from seawall.policies.lane import LanePolicy
 from seawall.policies.observe import ObservePolicy
 from seawall.policies.quota import QuotaPolicy, QuotaTable
-from seawall.policies.route import ModelGroup, RetrySettings, Router
+from seawall.policies.route import ModelGroup, Router
 
 __all__ = ["Runtime", "build_runtime"]
 
@@ -91,13 +87,7 @@ class Runtime:
             start_listener(self.keys.poke)
         if self.quota is not None:
             self.quota.service.start()
-        r = self.config.resilience
-        self.router = Router(
-            await self._groups(), clock=self.clock, rng=self.rng,
-            budget=RetryBudget(r.retry_budget_ratio, r.retry_min_per_s, r.retry_window_s),
-            ejection=EjectionGuard(r.max_ejected_fraction),
-            retry=RetrySettings(r.max_attempts, r.backoff_base_s, r.backoff_cap_s),
-        )
+        self.router = make_router(await self._groups(), self.config.resilience, clock=self.clock, rng=self.rng)
         self._register_gauges(self.router)
         jwt = self.auth.jwt
         if jwt is not None and self.config.auth.jwt is not None and self.config.auth.jwt.jwks_url:
@@ -147,13 +137,7 @@ class Runtime:
 
     def _admission(self, router: Router) -> AdmissionPolicy:
         a = self.config.admission
-        shares = {Criticality.parse(k): v for k, v in a.shares.items()}
-        settings = gate_settings(a)
-        self.gates = {
-            name: AdmissionGate(name, clock=self.clock, limit=make_limit(a), limiter=PartitionedLimiter(shares),
-                                settings=settings)
-            for name in router.groups
-        }
+        self.gates = make_gates(a, list(router.groups), self.clock)
         self.loop_lag = LoopLagMonitor()
         self.loop_lag.start()
         lag = self.loop_lag
@@ -177,11 +161,8 @@ class Runtime:
                          ["group", "criticality"], queued)
         m.gauge_callback("seawall_event_loop_lag_seconds", "How late the event loop runs timers.", [],
                          lambda: {(): lag.lag_s})
-        return AdmissionPolicy(
-            self.gates, router, clock=self.clock, loop_lag_s=lambda: lag.lag_s,
-            lag_shed_s={Criticality.parse(k): v for k, v in a.loop_lag_shed_s.items()},
-            on_shed=m.on_shed, on_admit=m.on_admit,
-        )
+        return make_admission(a, self.gates, router, clock=self.clock, loop_lag_s=lambda: lag.lag_s,
+                              on_shed=m.on_shed, on_admit=m.on_admit)
 
     def admission_state(self) -> dict[str, Any]:
         return {
@@ -211,38 +192,19 @@ class Runtime:
                          lambda: {(): router.budget.amplification(clock.now())})
 
     async def _groups(self) -> dict[str, ModelGroup]:
-        b = self.config.resilience.breaker
-        groups: dict[str, ModelGroup] = {}
+        """Each deployment's upstream adapter (by its provider kind, config/registry.py) and handle."""
+        breaker = self.config.resilience.breaker
+        handles: dict[str, list[DeploymentHandle]] = {}
         for mi, model in enumerate(self.config.models):
-            deployments = []
+            handles[model.name] = []
             for di, dep in enumerate(model.deployments):
                 name = self.config.deployment_name(mi, di)
-                base_url = dep.base_url
-                if dep.provider == "mock":
-                    base_url = await self._start_mock(dep.mock or {})
-                assert base_url is not None
-                api_key = os.environ.get(dep.api_key_env) if dep.api_key_env else None
-                upstream = make_upstream(dep.provider, UpstreamSettings(
-                    name=name, base_url=base_url, model=dep.model, api_key=api_key,
-                    connect_s=dep.timeouts.connect_s, read_s=dep.timeouts.read_s,
-                    total_s=dep.timeouts.total_s, max_connections=dep.max_connections,
-                ), clock=self.clock)
+                upstream = await PROVIDERS[dep.provider](name, dep, self.clock, self._start_mock)
                 self.upstreams.append(upstream)
-                breaker = CircuitBreaker(
-                    failure_rate_threshold=b.failure_rate_threshold, min_requests=b.min_requests,
-                    consecutive_failures_to_open=b.consecutive_failures, window_s=b.window_s,
-                    open_s=b.open_s, max_open_s=b.max_open_s, half_open_max_probes=b.half_open_max_probes,
-                    probe_successes_to_close=b.probe_successes_to_close,
-                )
-                deployments.append(DeploymentHandle(
-                    name, upstream.send, breaker, self.clock, weight=dep.weight, priority=dep.priority,
-                    ttft_timeout_s=dep.ttft_timeout_s,
-                ))
-            op = Operation.CHAT if model.kind == "chat" else Operation.EMBEDDINGS
-            groups[model.name] = ModelGroup(model.name, op, tuple(deployments), model.balancing)
-        return groups
+                handles[model.name].append(make_handle(name, upstream.send, dep, breaker, self.clock))
+        return make_groups(self.config, handles)
 
-    async def _start_mock(self, settings: dict[str, Any]) -> str:
+    async def _start_mock(self, settings: Mapping[str, Any]) -> str:
         from seawall.mock.app import start_mock
         from seawall.mock.config import MockConfig
 
@@ -293,25 +255,6 @@ class Runtime:
 
 async def _not_started(request: Request) -> Response:
     raise Overloaded("The gateway is starting.", reason="starting", retry_after_s=1.0)
-
-
-def gate_settings(a: AdmissionSettings) -> GateSettings:
-    """The admission gate's settings from the config (the gateway and the simulator build alike)."""
-    return GateSettings(queue_max_items=a.queue_max_items, queue_max_units_ratio=a.queue_max_units_ratio,
-                        max_queue_wait_s=a.max_queue_wait_s,
-                        critical_max_queue_wait_s=a.critical_max_queue_wait_s, codel_target_s=a.codel_target_s,
-                        codel_interval_s=a.codel_interval_s, protect_window_s=a.protect_window_s)
-
-
-def make_limit(a: AdmissionSettings) -> LimitAlgorithm:
-    initial, low, high = a.initial_limit_units, a.min_limit_units, a.max_limit_units
-    if a.algorithm == "vegas":
-        return VegasLimit(initial_limit=initial, min_limit=low, max_limit=high,
-                          probe_interval=a.probe_interval_windows)
-    if a.algorithm == "aimd":
-        return AimdLimit(initial_limit=initial, min_limit=low, max_limit=high)
-    return Gradient2Limit(initial_limit=initial, min_limit=low, max_limit=high, tolerance=a.latency_tolerance,
-                          min_queue_requests=a.min_queue_requests, probe_interval=a.probe_interval_windows)
 
 
 def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None = None,

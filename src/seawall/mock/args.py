@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from seawall.mock.config import BEHAVIOURS, MockConfig
+from seawall.mock.config import MockConfig
+from seawall.mock.model import BEHAVIOURS
 
 __all__ = ["add_mock_arguments", "mock_config_from_args"]
 
@@ -30,7 +31,7 @@ def add_mock_arguments(parser: argparse.ArgumentParser) -> None:
         if f.name == "models":
             parser.add_argument(flag, default=",".join(default), help="comma-separated model ids")
         elif f.name == "behaviour":
-            parser.add_argument(flag, choices=BEHAVIOURS, default=default, help=f"default: {default}")
+            parser.add_argument(flag, choices=list(BEHAVIOURS), default=default, help=f"default: {default}")
         elif f.name in _OPTIONAL_INT_FIELDS or f.name in _OPTIONAL_FLOAT_FIELDS:
             kind = int if f.name in _OPTIONAL_INT_FIELDS else float
             parser.add_argument(flag, type=kind, default=None, help="default: none")

@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BEHAVIOURS", "MockConfig"]
-
-BEHAVIOURS = ("slots", "batching", "hosted")
+__all__ = ["MockConfig"]
 
 _RATES = ("error_rate", "reset_rate", "stall_rate")
 _NON_NEGATIVE = ("prefill_tokens_per_s", "batch_slowdown", "overloaded_rate", "slowdown")
@@ -89,6 +87,8 @@ class MockConfig:
                 raise ValueError(f"'{name}' must be at most 1, got {getattr(self, name)!r}")
         if sum(getattr(self, name) for name in _RATES) > 1 + 1e-9:
             raise ValueError("'error_rate' + 'reset_rate' + 'stall_rate' must be at most 1")
+        from seawall.mock.model import BEHAVIOURS  # the registry builds from this config
+
         if self.behaviour not in BEHAVIOURS:
             raise ValueError(f"'behaviour' must be one of {list(BEHAVIOURS)}, got {self.behaviour!r}")
         for name in ("max_num_seqs", "soft_concurrency"):

@@ -13,6 +13,7 @@ import hashlib
 import math
 import sys
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,40 +235,61 @@ def encode_embedding(vector: list[float], encoding_format: str | None) -> list[f
 Server = SlotsServer | BatchingServer | HostedServer
 
 
+def _slots(config: MockConfig, current: Server | None) -> Server:
+    first_s = config.base_latency_s + config.first_token_delay_s
+    interval_s = 1.0 / config.tokens_per_s if config.tokens_per_s > 0 else 0.0
+    server = current if isinstance(current, SlotsServer) else SlotsServer(
+        config.max_in_flight, first_s, interval_s, retry_after_s(config))
+    server.capacity = config.max_in_flight
+    server.first_s = first_s
+    server.interval_s = interval_s
+    server.retry_s = retry_after_s(config)
+    return server
+
+
+def _batching(config: MockConfig, current: Server | None) -> Server:
+    server = current if isinstance(current, BatchingServer) else BatchingServer(
+        max_num_seqs=config.max_num_seqs, tokens_per_s=config.tokens_per_s)
+    server.max_num_seqs = config.max_num_seqs
+    server.tokens_per_s = config.tokens_per_s
+    server.overhead_s = config.base_latency_s + config.first_token_delay_s
+    server.prefill_tokens_per_s = config.prefill_tokens_per_s
+    server.batch_slowdown = config.batch_slowdown
+    server.kv_cache_tokens = config.kv_cache_tokens
+    return server
+
+
+def _hosted(config: MockConfig, current: Server | None) -> Server:
+    first_s = config.base_latency_s + config.first_token_delay_s
+    interval_s = 1.0 / config.tokens_per_s if config.tokens_per_s > 0 else 0.0
+    if (isinstance(current, HostedServer) and current.requests_per_minute == config.requests_per_minute
+            and current.tokens_per_minute == config.tokens_per_minute):
+        server = current
+    else:
+        server = HostedServer(requests_per_minute=config.requests_per_minute,
+                              tokens_per_minute=config.tokens_per_minute, first_s=first_s,
+                              interval_s=interval_s, soft_concurrency=config.soft_concurrency)
+    server.first_s = first_s
+    server.interval_s = interval_s
+    server.soft_concurrency = config.soft_concurrency
+    server.overloaded_rate = config.overloaded_rate
+    return server
+
+
+#: How a server takes load (``behaviour`` in the mock's config and in a scenario's deployment) ->
+#: the model's builder ``(config, current) -> server``: a new behaviour is one model in
+#: :mod:`seawall.mock.servers` and one line here. The mock and the simulator both build from it.
+BEHAVIOURS: dict[str, Callable[[MockConfig, Server | None], Server]] = {
+    "slots": _slots,  # fixed slots, 429 beyond them (the seed's)
+    "batching": _batching,  # continuous batching: vLLM, TGI, SGLang
+    "hosted": _hosted,  # a hosted provider: OpenAI, Anthropic
+}
+
+
 def server_for(config: MockConfig, current: Server | None = None) -> Server:
     """The behaviour model (:mod:`seawall.mock.servers`) ``config`` asks for. ``current`` of the same
     behaviour is updated in place, so the requests it holds (and its rate-limit buckets) carry over
     a reconfiguration; another behaviour starts a new model and the old one drains."""
-    first_s = config.base_latency_s + config.first_token_delay_s
-    interval_s = 1.0 / config.tokens_per_s if config.tokens_per_s > 0 else 0.0
-    server: Server
-    if config.behaviour == "batching":
-        server = current if isinstance(current, BatchingServer) else BatchingServer(
-            max_num_seqs=config.max_num_seqs, tokens_per_s=config.tokens_per_s)
-        server.max_num_seqs = config.max_num_seqs
-        server.tokens_per_s = config.tokens_per_s
-        server.overhead_s = first_s
-        server.prefill_tokens_per_s = config.prefill_tokens_per_s
-        server.batch_slowdown = config.batch_slowdown
-        server.kv_cache_tokens = config.kv_cache_tokens
-    elif config.behaviour == "hosted":
-        if (isinstance(current, HostedServer) and current.requests_per_minute == config.requests_per_minute
-                and current.tokens_per_minute == config.tokens_per_minute):
-            server = current
-        else:
-            server = HostedServer(requests_per_minute=config.requests_per_minute,
-                                  tokens_per_minute=config.tokens_per_minute, first_s=first_s,
-                                  interval_s=interval_s, soft_concurrency=config.soft_concurrency)
-        server.first_s = first_s
-        server.interval_s = interval_s
-        server.soft_concurrency = config.soft_concurrency
-        server.overloaded_rate = config.overloaded_rate
-    else:
-        server = current if isinstance(current, SlotsServer) else SlotsServer(
-            config.max_in_flight, first_s, interval_s, retry_after_s(config))
-        server.capacity = config.max_in_flight
-        server.first_s = first_s
-        server.interval_s = interval_s
-        server.retry_s = retry_after_s(config)
+    server = BEHAVIOURS[config.behaviour](config, current)
     server.set_factor(config.slowdown)
     return server

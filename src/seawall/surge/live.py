@@ -41,7 +41,7 @@ import yaml
 
 from seawall.mock.servers import BatchingServer, HostedServer
 from seawall.surge.profiles import gateway_config_dict
-from seawall.surge.scenario import Deployment, Scenario
+from seawall.surge.scenario import Scenario
 from seawall.surge.sim import INVALID_TIER, capacity_of, server_of
 from seawall.surge.stats import Recorder
 from seawall.surge.traffic import FloodArrivals, TierSource, tier_sources
@@ -517,27 +517,6 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: f
     raise RuntimeError(f"{url} not ready in {timeout_s:g}s: {log.read_text(errors='replace')[-2000:]}")
 
 
-def mock_fields(d: Deployment) -> dict[str, Any]:
-    """The mock config (``MockConfig`` fields) that serves deployment ``d`` as the simulator models
-    it (``sim.server_of``): the same behaviour and the same numbers."""
-    fields: dict[str, Any] = {"behaviour": d.behaviour, "base_latency_s": d.base_latency_s,
-                              "first_token_delay_s": d.first_token_delay_s, "tokens_per_s": d.tokens_per_s,
-                              "error_rate": d.error_rate}
-    if d.behaviour == "batching":
-        fields.update(max_num_seqs=d.max_in_flight, prefill_tokens_per_s=d.prefill_tokens_per_s,
-                      batch_slowdown=d.batch_slowdown)
-        if d.kv_cache_tokens is not None:
-            fields["kv_cache_tokens"] = d.kv_cache_tokens
-    elif d.behaviour == "hosted":
-        fields.update(soft_concurrency=d.max_in_flight, overloaded_rate=d.overloaded_rate)
-        for name in ("requests_per_minute", "tokens_per_minute"):
-            if getattr(d, name) is not None:
-                fields[name] = getattr(d, name)
-    else:
-        fields["max_in_flight"] = d.max_in_flight
-    return fields
-
-
 def _capacity_fields(model: Any) -> dict[str, Any]:
     """What ``POST /mock/config`` needs to give a mock a grown model's capacity."""
     if isinstance(model, BatchingServer):
@@ -559,7 +538,7 @@ def spawn_stack(scenario: Scenario, profile: str, *, workdir: Path | None = None
             port = _free_port()
             log_path = workdir / f"mock-{d.name}.log"
             args = [PYTHON, "-m", "seawall.mock", "--port", str(port), "--seed", str(scenario.seed + i)]
-            for name, value in mock_fields(d).items():
+            for name, value in d.mock_fields().items():
                 args += ["--" + name.replace("_", "-"), str(value)]
             procs.append(subprocess.Popen(args, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL))

@@ -1,17 +1,18 @@
 """One simulated gateway replica: the live gateway's own decision objects, on a virtual clock.
 
-Everything that decides is the production object, built from the gateway's ``Config`` the way
-``config/stack.py`` builds it: the admission gate per model group (``policies/gate.py``, with its
-adaptive limit, partitioned limiter, queue, CoDel and drain rate), the admission policy's early
-shedding (``AdmissionPolicy._early``), the router's deployment plan (``Router.plan``: ejection,
-balancer, failover order) and retry budget, and each deployment's breaker, peak-EWMA and in-flight
-accounting (``DeploymentHandle``). Auth's failure throttle is the same ``KeyedGcra``.
+Everything that decides is the production object, built from the gateway's ``Config`` by the
+gateway's own builders (``config/registry.py``, which ``config/stack.py`` calls too): the admission
+gate per model group (``policies/gate.py``: adaptive limit, partitioned limiter, queue, CoDel,
+drain rate), the admission policy (early shedding, ``on_round_failed``), the router (``Router.plan``:
+ejection, balancer, failover order; the retry budget and settings of each request's
+``SendPlan``), and each deployment's handle (breaker, peak-EWMA, in-flight work, cooldown, first-token
+timeout). Auth's failure throttle is the same ``KeyedGcra``.
 
-What the simulator re-expresses is only the asynchronous control flow between those decisions —
-waiting in the queue, the router's attempt loop, the admission policy's requeue on an upstream 429
-— because it cannot run on asyncio at ten million requests. The gate is driven through its own
-event methods (``AdmissionGate.offer``, ``expire``, ``release``), exactly as its asyncio driver
-``acquire`` drives them, with a future-like :class:`Waiter` in the queue.
+The simulator (``sim.py``) drives them through their event methods, as the asyncio policies do: the
+gate's ``offer``/``expire``/``release`` (with a future-like :class:`Waiter` in its queue), the retry
+plan's ``next``/``on_outcome``/``requeue`` and the handle's ``begin``/``on_head``/``end``. It
+schedules what asyncio would schedule and takes no decision of its own
+(``tests/unit/surge/test_no_mirror.py``).
 """
 
 from __future__ import annotations
@@ -19,18 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from seawall.algorithms.breaker import CircuitBreaker
-from seawall.algorithms.ejection import EjectionGuard
 from seawall.algorithms.gcra import KeyedGcra
-from seawall.algorithms.partition import PartitionedLimiter
-from seawall.algorithms.retry_budget import RetryBudget
+from seawall.config.registry import make_admission, make_gates, make_groups, make_handle, make_router
 from seawall.config.schema import Config
-from seawall.config.stack import gate_settings, make_limit
-from seawall.core.types import Criticality, Operation, Request, Response
+from seawall.core.types import Criticality, Request, Response
 from seawall.policies.admission import AdmissionPolicy
 from seawall.policies.deployment import DeploymentHandle
 from seawall.policies.gate import AdmissionGate, Ticket
-from seawall.policies.route import ModelGroup, RetrySettings, Router
+from seawall.policies.route import Router
 
 __all__ = ["AdmissionGate", "Replica", "SimClock", "SimRng", "Waiter", "build_replica"]
 
@@ -130,46 +127,24 @@ class Replica:
 
 def build_replica(index: int, config: Config, deployments: dict[str, list[tuple[str, float, int]]], *,
                   clock: SimClock, rng: SimRng) -> Replica:
-    """One replica's objects from ``config`` — the constructor calls of ``config/stack.py``.
-
-    ``deployments`` maps a model group to its (name, weight, priority) deployments."""
-    r = config.resilience
-    b = r.breaker
-    groups: dict[str, ModelGroup] = {}
+    """One replica's objects from ``config``, built by the gateway's own builders
+    (``config/registry.py``). ``deployments`` maps a model group to its (name, weight, priority)
+    deployments: the scenario's, in its order."""
+    breaker = config.resilience.breaker
+    handles: dict[str, list[DeploymentHandle]] = {}
     for model in config.models:
-        handles = []
-        for name, weight, priority in deployments[model.name]:
-            breaker = CircuitBreaker(
-                failure_rate_threshold=b.failure_rate_threshold, min_requests=b.min_requests,
-                consecutive_failures_to_open=b.consecutive_failures, window_s=b.window_s,
-                open_s=b.open_s, max_open_s=b.max_open_s, half_open_max_probes=b.half_open_max_probes,
-                probe_successes_to_close=b.probe_successes_to_close,
-            )
-            dep_cfg = next(d for d in model.deployments if d.name == name)
-            handles.append(DeploymentHandle(name, _never, breaker, clock, weight=weight, priority=priority,
-                                            ttft_timeout_s=dep_cfg.ttft_timeout_s))
-        op = Operation.CHAT if model.kind == "chat" else Operation.EMBEDDINGS
-        groups[model.name] = ModelGroup(model.name, op, tuple(handles), model.balancing)
-    router = Router(
-        groups, clock=clock, rng=rng,
-        budget=RetryBudget(r.retry_budget_ratio, r.retry_min_per_s, r.retry_window_s),
-        ejection=EjectionGuard(r.max_ejected_fraction),
-        retry=RetrySettings(r.max_attempts, r.backoff_base_s, r.backoff_cap_s),
-    )
+        by_name = {d.name: d for d in model.deployments}
+        handles[model.name] = [
+            make_handle(name, _never, by_name[name].model_copy(update={"weight": weight, "priority": priority}),
+                        breaker, clock)
+            for name, weight, priority in deployments[model.name]]
+    router = make_router(make_groups(config, handles), config.resilience, clock=clock, rng=rng)
     t = config.auth.failure_throttle
     throttle = KeyedGcra(t.per_s, t.burst, t.max_addresses)
     criticality = {tier.name: Criticality.parse(tier.criticality) for tier in config.tiers}
     replica = Replica(index, router, None, {}, throttle, criticality)
     a = config.admission
     if a.enabled:
-        shares = {Criticality.parse(k): v for k, v in a.shares.items()}
-        settings = gate_settings(a)
-        replica.gates = gates = {
-            name: AdmissionGate(name, clock=clock, limit=make_limit(a), limiter=PartitionedLimiter(shares),
-                          settings=settings)
-            for name in router.groups}
-        replica.admission = AdmissionPolicy(
-            gates, router, clock=clock, loop_lag_s=replica.loop_lag_s,
-            lag_shed_s={Criticality.parse(k): v for k, v in a.loop_lag_shed_s.items()},
-        )
+        replica.gates = make_gates(a, list(router.groups), clock)
+        replica.admission = make_admission(a, replica.gates, router, clock=clock, loop_lag_s=replica.loop_lag_s)
     return replica

@@ -335,7 +335,7 @@ class Deployment(_Strict):
     cache, rate limits) together."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    behaviour: Literal["slots", "batching", "hosted"] = "slots"
+    behaviour: str = Field("slots", description="a kind in seawall.mock.model BEHAVIOURS: slots, batching, hosted")
     max_in_flight: int = Field(ge=1)
     base_latency_s: float = Field(0.2, ge=0)
     first_token_delay_s: float = Field(0.0, ge=0)
@@ -351,6 +351,35 @@ class Deployment(_Strict):
     ttft_timeout_s: float | None = Field(None, gt=0, description="the gateway's first-token timeout for it")
     priority: int = Field(0, ge=0)
     weight: float = Field(1.0, ge=0)
+
+    @field_validator("behaviour")
+    @classmethod
+    def _behaviour(cls, value: str) -> str:
+        from seawall.mock.model import BEHAVIOURS
+
+        if value not in BEHAVIOURS:
+            raise ValueError(f"unknown behaviour {value!r}; known: {', '.join(BEHAVIOURS)}")
+        return value
+
+    def mock_fields(self) -> dict[str, Any]:
+        """The mock upstream's config (``MockConfig`` fields) that serves this deployment: what
+        ``seawall mock-upstream`` runs for it live, and what the simulator builds its model from."""
+        fields: dict[str, Any] = {"behaviour": self.behaviour, "base_latency_s": self.base_latency_s,
+                                  "first_token_delay_s": self.first_token_delay_s,
+                                  "tokens_per_s": self.tokens_per_s, "error_rate": self.error_rate}
+        if self.behaviour == "batching":
+            fields.update(max_num_seqs=self.max_in_flight, prefill_tokens_per_s=self.prefill_tokens_per_s,
+                          batch_slowdown=self.batch_slowdown)
+            if self.kv_cache_tokens is not None:
+                fields["kv_cache_tokens"] = self.kv_cache_tokens
+        elif self.behaviour == "hosted":
+            fields.update(soft_concurrency=self.max_in_flight, overloaded_rate=self.overloaded_rate)
+            for name in ("requests_per_minute", "tokens_per_minute"):
+                if getattr(self, name) is not None:
+                    fields[name] = getattr(self, name)
+        else:
+            fields["max_in_flight"] = self.max_in_flight
+        return fields
 
     @model_validator(mode="after")
     def _batching_decodes(self) -> Deployment:

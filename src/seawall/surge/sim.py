@@ -47,7 +47,9 @@ from seawall.config.schema import Config
 from seawall.core.errors import GatewayError, advertised_retry_after_s, retry_after_ms
 from seawall.core.types import Criticality
 from seawall.edges.upstreams.base import status_error, timed_out
-from seawall.mock.servers import DONE, FIRST, Accepted, BatchingServer, HostedServer, SlotsServer
+from seawall.mock.config import MockConfig
+from seawall.mock.model import Server, server_for
+from seawall.mock.servers import DONE, FIRST, Accepted, BatchingServer, HostedServer
 from seawall.policies.admission import latency_sample
 from seawall.policies.auth import charge_failure
 from seawall.policies.deployment import outcome_of, ttft_timeout
@@ -63,7 +65,6 @@ from seawall.surge.traffic import FloodArrivals, tier_sources
 __all__ = ["INVALID_TIER", "SimResult", "Simulation", "simulate"]
 
 INVALID_TIER = "(invalid keys)"
-_MOCK_DEFAULT_COMPLETION_TOKENS = 16  # seawall.mock.config.MockConfig.completion_tokens: the 429 hint's basis
 _SDK_MAX_RETRY_AFTER_S = 120.0  # openai._constants.MAX_RETRY_AFTER_DELAY
 
 # Attempt states
@@ -71,7 +72,6 @@ _IDLE, _CPU, _QUEUED, _WOKEN, _BACKOFF, _UPSTREAM = range(6)
 # Upstream answers
 _OK, _R429, _R500, _TIMEOUT, _DEADLINE, _R503, _R400 = range(7)
 
-Server = SlotsServer | BatchingServer | HostedServer
 
 Handler = Callable[[Any, Any], None]
 
@@ -109,21 +109,9 @@ class _Up:
 
 
 def server_of(d: Deployment) -> Server:
-    """The behaviour model of a scenario deployment: what ``seawall mock-upstream`` runs for it
-    (``surge.live`` passes the same fields as flags)."""
-    first_s = d.base_latency_s + d.first_token_delay_s
-    interval_s = 1.0 / d.tokens_per_s if d.tokens_per_s > 0 else 0.0
-    if d.behaviour == "batching":
-        return BatchingServer(max_num_seqs=d.max_in_flight, tokens_per_s=d.tokens_per_s, overhead_s=first_s,
-                              prefill_tokens_per_s=d.prefill_tokens_per_s, batch_slowdown=d.batch_slowdown,
-                              kv_cache_tokens=d.kv_cache_tokens)
-    if d.behaviour == "hosted":
-        return HostedServer(requests_per_minute=d.requests_per_minute, tokens_per_minute=d.tokens_per_minute,
-                            first_s=first_s, interval_s=interval_s, soft_concurrency=d.max_in_flight,
-                            overloaded_rate=d.overloaded_rate)
-    # the 429's retry-after: one default mock request's service time (seawall.mock.model.retry_after_s)
-    retry_s = first_s + (_MOCK_DEFAULT_COMPLETION_TOKENS - 1) * interval_s
-    return SlotsServer(d.max_in_flight, first_s, interval_s, retry_s)
+    """The behaviour model of a scenario deployment: the one ``seawall mock-upstream`` runs for it
+    live (the same fields, the same builder)."""
+    return server_for(MockConfig.from_mapping(d.mock_fields()))
 
 
 class _TierContext:

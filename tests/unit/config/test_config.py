@@ -81,7 +81,7 @@ def test_shipped_example_config_is_valid():
 
 
 def test_admission_limit_knobs_reach_the_limit_and_are_checked():
-    from seawall.config.stack import make_limit
+    from seawall.config.registry import make_limit
 
     models = [{"name": "a", "deployments": [{"provider": "mock"}]}]
     limit = make_limit(parse_config({"models": models}).admission)
