@@ -49,7 +49,7 @@ from seawall.policies.observe import ObservePolicy
 from seawall.policies.quota import QuotaPolicy, QuotaTable
 from seawall.policies.route import ModelGroup, Router
 
-__all__ = ["Runtime", "build_runtime"]
+__all__ = ["STACK", "Runtime", "build_runtime"]
 
 log = logging.getLogger("seawall")
 
@@ -97,18 +97,9 @@ class Runtime:
                                       refresh_s=self.config.auth.jwt.jwks_refresh_s)
             refresher.start()
             self._background.append(refresher)
-        on_finish = None
         if self.ledger is not None:
             self.ledger.start()
-            on_finish = ledger_recorder(self.ledger, self.clock)
-        observe = ObservePolicy(self.metrics, clock=self.clock, on_finish=on_finish)
-        policies: list[Policy] = [observe, self.auth]
-        if self.lane is not None:
-            policies.append(LanePolicy(self.lane.name, Criticality.parse(self.lane.min_criticality)))
-        if self.quota is not None:
-            policies.append(self.quota)
-        if self.config.admission.enabled:
-            policies.append(self._admission(self.router))
+        policies = [policy for _, build in STACK if (policy := build(self)) is not None]
         self._start_metrics_pollers(self.router)
         self.handler = compose(policies, self.router)
         self.started = True
@@ -251,6 +242,32 @@ class Runtime:
         upstreams = {d.name: {"breaker": d.breaker.state(now).value, "inflight_units": round(d.inflight_units, 1)}
                      for g in (self.router.groups.values() if self.router else ()) for d in g.deployments}
         return ready, {"status": overall, "dependencies": deps, "upstreams": upstreams}
+
+
+def _observe(rt: Runtime) -> Policy:
+    on_finish = ledger_recorder(rt.ledger, rt.clock) if rt.ledger is not None else None
+    return ObservePolicy(rt.metrics, clock=rt.clock, on_finish=on_finish)
+
+
+def _lane(rt: Runtime) -> Policy | None:
+    return None if rt.lane is None else LanePolicy(rt.lane.name, Criticality.parse(rt.lane.min_criticality))
+
+
+def _admission(rt: Runtime) -> Policy | None:
+    assert rt.router is not None
+    return rt._admission(rt.router) if rt.config.admission.enabled else None
+
+
+#: The policy stack, outermost first (the order, and why each sits where it does: the module
+#: docstring). Each entry builds its policy from the runtime being started, or None when it is off;
+#: a new policy is one file and one line here. The router is the innermost handler.
+STACK: list[tuple[str, Callable[[Runtime], Policy | None]]] = [
+    ("observe", _observe),
+    ("auth", lambda rt: rt.auth),
+    ("lane", _lane),
+    ("quota", lambda rt: rt.quota),
+    ("admission", _admission),
+]
 
 
 async def _not_started(request: Request) -> Response:
