@@ -84,6 +84,7 @@ class Simulation(ClientSide, GatewaySide, UpstreamSide):
         # instant its event (handler, a, b), or a list of them in the order they were scheduled.
         self._times: list[float] = []
         self._due: dict[float, Any] = {}
+        self._answers = {}  # (deployment, answer, first-token timeout) -> (error, outcome): gateway.py
         self.pending = 0
         self.requests = 0
         self.user_requests = 0

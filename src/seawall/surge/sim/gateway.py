@@ -156,7 +156,8 @@ class GatewaySide(SimState):
         group = router.groups[req.model]
         req.last_err = None
         if not router.start_round(group, plan, self.clock.t):
-            self._router_failed(req, no_deployment(group, "all_ejected"))
+            err = no_deployment(group, "all_ejected")
+            self._router_failed(req, err, err.retry_after_s)
             return
         self._router_loop(req, None)
 
@@ -178,8 +179,10 @@ class GatewaySide(SimState):
                 return
             break
         err = req.last_err
-        self._router_failed(req, err if err is not None else no_deployment(req.replica.router.groups[req.model],
-                                                                           "no_deployment"))
+        if err is None:
+            err = no_deployment(req.replica.router.groups[req.model], "no_deployment")
+            req.last_retry_after = err.retry_after_s
+        self._router_failed(req, err, req.last_retry_after)
 
     def _backoff_done(self, req: _Req, arg: tuple[int, Any]) -> None:
         gen, dep = arg
@@ -192,7 +195,8 @@ class GatewaySide(SimState):
         permit = dep.begin(now, req.units)
         if permit is None:
             req.plan.on_refused()
-            req.last_err = dep.refusal(now)
+            req.last_err = err = dep.refusal(now)
+            req.last_retry_after = err.retry_after_s
             return False
         req.dep = dep
         req.permit = permit
@@ -335,38 +339,48 @@ class GatewaySide(SimState):
             self._succeed(req)
             return
         self._release_upstream(req)
-        # The error the upstream edge raises for this answer (edges/upstreams/base.py), classified by
-        # the one response classifier, exactly as the gateway's attempt() sees it.
-        err: GatewayError
-        if kind == _R429:
-            err = status_error(dep.name, 429, {}, b"", retry_after_s=req.hint if req.hint is not None else 0.0)
-        elif kind == _R500:
-            err = status_error(dep.name, 500, {}, b"")
-        elif kind == _R503:
-            err = status_error(dep.name, 503, {}, b"")
-        elif kind == _R400:
-            err = status_error(dep.name, 400, {}, b"")
-        elif kind == _TIMEOUT:
-            err = (ttft_timeout(dep.name, req.head_limit_s) if req.ttft_cut
-                   else timed_out(f"Upstream '{dep.name}' timed out.", False))
-        else:
-            err = timed_out("", True)
-        outcome = outcome_of(err)
+        err, outcome = self._answer(dep.name, kind, req)
+        retry_after = err.retry_after_s if kind != _R429 else (req.hint if req.hint is not None else 0.0)
         dep.end(now, req.permit, req.units, outcome, headroom=getattr(err, "headroom", None),
-                retry_after_s=err.retry_after_s)
+                retry_after_s=retry_after)
         req.last_err = err
+        req.last_retry_after = retry_after
         if plan.on_outcome(dep, outcome) is not None:  # not worth another send (a client error)
-            self._router_failed(req, err)
+            self._router_failed(req, err, retry_after)
             return
         req.state = _BACKOFF  # holds its ticket, nothing upstream: a client timeout now is as in a backoff
         self._router_loop(req, None)
 
-    def _router_failed(self, req: _Req, err: GatewayError) -> None:
+    def _answer(self, name: str, kind: int, req: _Req) -> tuple[GatewayError, Outcome]:
+        """The error the upstream edge raises for this answer (edges/upstreams/base.py) and its class
+        by the one response classifier, exactly as the gateway's attempt() sees them. Built once per
+        deployment and answer (a 429's retry hint, the one part that varies, travels beside it)."""
+        ttft = kind == _TIMEOUT and req.ttft_cut
+        key = (name, kind, ttft)
+        found = self._answers.get(key)
+        if found is None:
+            err: GatewayError
+            if kind == _R429:
+                err = status_error(name, 429, {}, b"")
+            elif kind == _R500:
+                err = status_error(name, 500, {}, b"")
+            elif kind == _R503:
+                err = status_error(name, 503, {}, b"")
+            elif kind == _R400:
+                err = status_error(name, 400, {}, b"")
+            elif kind == _TIMEOUT:
+                err = (ttft_timeout(name, req.head_limit_s) if ttft
+                       else timed_out(f"Upstream '{name}' timed out.", False))
+            else:
+                err = timed_out("", True)
+            found = self._answers[key] = (err, outcome_of(err))
+        return found
+
+    def _router_failed(self, req: _Req, err: GatewayError, retry_after: float | None) -> None:
         """The router gave up: the admission policy's ``except GatewayError`` branch."""
         now = self.clock.t
         self._router_done(now, req.plan.round_sent)
         gate = req.gate
-        retry_after = err.retry_after_s
         if gate is not None:
             floor_s = req.replica.admission.on_round_failed(  # type: ignore[union-attr]
                 gate, req.ticket, req.plan, outcome_of(err), err.error_kind)

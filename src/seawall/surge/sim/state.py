@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from seawall.algorithms.outcome import Outcome
 from seawall.config.schema import Config
+from seawall.core.errors import GatewayError
 from seawall.core.types import Criticality
 from seawall.surge.replica import Replica, SimClock, Waiter
 from seawall.surge.scenario import ClientBehaviour, Scenario
@@ -86,6 +88,7 @@ class _Req:
         "head_limit_s",
         "hint",
         "last_err",
+        "last_retry_after",
         "limit_t",
         "max_tokens",
         "model",
@@ -122,6 +125,7 @@ class _Req:
     gate: Any
     hint: float | None
     last_err: Any
+    last_retry_after: float | None
     limit_t: float
     head_limit_s: float
     permit: Any
@@ -214,6 +218,7 @@ class SimState:
     _max_timeout_s: float
     _times: list[float]
     _due: dict[float, Any]
+    _answers: dict[tuple[str, int, bool], tuple[GatewayError, Outcome]]
 
     if TYPE_CHECKING:  # the parts call each other through these
         def _push(self, t: float, fn: Handler, a: Any, b: Any) -> None: ...
