@@ -7,7 +7,7 @@ back to 1x. The same load runs through seawall with admission control and throug
 configuration (admission off, single attempt): a pass-through that forwards everything.
 
 Reported per configuration, step and tier: success rate, p50/p99 latency of successes, shed (429/
-503) response p99, goodput as a fraction of upstream capacity, gateway RSS, and the time after the
+503) response p99, goodput as a fraction of the upstream's knee (measured on it first), gateway RSS, and the time after the
 surge until the admission limit and the success rates are back to normal.
 
 The defaults are scaled to what one 2-core machine can offer *and* absorb: 8 in flight x 200 ms =
@@ -43,6 +43,10 @@ from seawall.edges.upstreams.http1 import HttpClient, HttpError
 
 TIERS = (("critical", "api", 0.10), ("sheddable_plus", "plus", 0.30), ("sheddable", "free", 0.60))
 BODY = b'{"model":"chat","messages":[{"role":"user","content":"What happened today?"}],"max_tokens":32}'
+# Paying (critical) requests stream, so their time to first token is measured: the response head
+# comes with the first event (the gateway answers a stream after its first byte).
+STREAM_BODY = (b'{"model":"chat","messages":[{"role":"user","content":"What happened today?"}],"max_tokens":32,'
+               b'"stream":true}')
 
 CONFIG = """
 server: {port: {port}, admin_key_env: SEAWALL_BENCH_ADMIN}
@@ -61,6 +65,7 @@ NAIVE = ("admission: {enabled: false}\n"
 @dataclass
 class Bucket:
     ok: list[float] = field(default_factory=list)
+    ttft: list[float] = field(default_factory=list)  # streams: time to the response head (first event)
     shed: list[float] = field(default_factory=list)
     failed: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
@@ -83,11 +88,17 @@ async def run_load(url: str, keys: dict[str, str], steps: list[tuple[str, float,
         t0 = time.perf_counter()
         status = 0
         r = None
+        ttft = None
+        stream = tier == "critical"
         try:
-            r = await client.post(url, BODY, {"authorization": f"Bearer {key}", "content-type": "application/json"},
+            r = await client.post(url, STREAM_BODY if stream else BODY,
+                                  {"authorization": f"Bearer {key}", "content-type": "application/json"},
                                   connect_s=30, read_s=30, total_s=30)
-            await r.read()
+            ttft = time.perf_counter() - t0
+            body = await r.read()
             status = r.status
+            if status == 200 and stream and b"[DONE]" not in body:
+                status, ttft = 0, None  # a stream that broke after its head is no success
             reason = r.headers.get("x-seawall-reason", "")
             r.release()
         except HttpError:
@@ -101,6 +112,8 @@ async def run_load(url: str, keys: dict[str, str], steps: list[tuple[str, float,
         b.statuses[label] = b.statuses.get(label, 0) + 1
         if status == 200:
             b.ok.append(latency)
+            if ttft is not None and stream:
+                b.ttft.append(ttft)
         elif status in (429, 503):
             b.shed.append(latency)
         else:
@@ -172,12 +185,63 @@ def recovery_s(timeline, samples, surge_end_s: float, base_limit: float) -> tupl
     return limit_t - surge_end_s, ok_t - surge_end_s
 
 
+async def knee_rps(mock_url: str, capacity: int, level_s: float) -> tuple[float, list[tuple[int, float]]]:
+    """The upstream's knee, measured on it directly: closed-loop load at doubling concurrency
+    (from half the nominal capacity) until throughput stops growing (< 3% twice in a row); the knee
+    is the highest throughput of successes seen. What a gateway should keep the upstream at."""
+    client = HttpClient(mock_url, max_connections=100_000, keepalive_s=60)
+    curve: list[tuple[int, float]] = []
+    try:
+        concurrency, flat = max(1, capacity // 2), 0
+        while concurrency <= 64 * capacity and flat < 2:
+            ok = 0
+            stop = time.monotonic() + level_s
+
+            async def worker(stop: float) -> None:
+                nonlocal ok
+                while time.monotonic() < stop:
+                    r = None
+                    try:
+                        r = await client.post(mock_url + "/v1/chat/completions", BODY,
+                                              {"content-type": "application/json"}, connect_s=10, read_s=10,
+                                              total_s=10)
+                        await r.read()
+                        if r.status == 200:
+                            ok += 1
+                        else:
+                            await asyncio.sleep(0.01)  # a refusal: do not spin
+                        r.release()
+                    except HttpError:
+                        await asyncio.sleep(0.01)
+                    finally:
+                        if r is not None:
+                            r.close()
+
+            await asyncio.gather(*(worker(stop) for _ in range(concurrency)))
+            rps = ok / level_s
+            flat = flat + 1 if curve and rps < 1.03 * max(v for _, v in curve) else 0
+            curve.append((concurrency, rps))
+            concurrency *= 2
+    finally:
+        await client.close()
+    return max(v for _, v in curve), curve
+
+
 async def run(args: argparse.Namespace) -> str:
     capacity_rps = args.capacity / args.latency_s
     step_s = 3.0 if args.quick else args.step_s
+    paying_rps = args.paying_share * capacity_rps
+    if args.paying_per_step:
+        step_s = max(step_s, args.paying_per_step / paying_rps)
     steps = [("1x", 1, step_s), ("3x", 3, step_s), ("10x", 10, step_s), ("50x", 50, step_s),
              ("back to 1x", 1, 2 * step_s)]
     shares = {tier: share for tier, _, share in TIERS}
+    shares["critical"] = args.paying_share
+    mock = start_mock(*upstream_flags(args.upstream, args.capacity, args.latency_s, capacity_rps))
+    try:
+        knee, curve = await knee_rps(mock.url, args.capacity, 1.0 if args.quick else 4.0)
+    finally:
+        mock.stop()
 
     def rate_of(tier: str, multiplier: float) -> float:
         # The surge is consumer traffic: critical (API) traffic stays at its normal share.
@@ -201,15 +265,16 @@ async def run(args: argparse.Namespace) -> str:
             gw.stop()
             mock.stop()
         rows = []
+        goodput_of = {}
         for step, _, duration in steps:
             total_ok = sum(len(results.get((step, t), Bucket()).ok) for t, _, _ in TIERS)
+            goodput_of[step] = total_ok / duration / knee
             for tier, _, _ in TIERS:
                 b = results.get((step, tier), Bucket())
                 succ = 100 * len(b.ok) / b.sent if b.sent else float("nan")
                 rows.append([step, tier, b.sent, f"{succ:.2f}%", pct(b.ok, 0.5) * 1000, pct(b.ok, 0.99) * 1000,
                              pct(b.shed, 0.99) * 1000, b.failed])
-            rows.append([step, "all", "", f"goodput {100 * total_ok / duration / capacity_rps:.0f}% of capacity",
-                         "", "", "", ""])
+            rows.append([step, "all", "", f"goodput {100 * goodput_of[step]:.0f}% of the knee", "", "", "", ""])
         pre = [lim for t, lim, _ in samples if step_s * 0.5 <= t < step_s]
         base_limit = sorted(pre)[len(pre) // 2] if pre else float("nan")
         lim_rec, ok_rec = recovery_s(timeline, samples, surge_end, base_limit)
@@ -238,26 +303,32 @@ async def run(args: argparse.Namespace) -> str:
               f"{client_requests} client requests, {served} of them served: {sends_per_ok:.3f} sends per "
               "served request (refusals by the gateway itself send nothing).")
         crit = {s: results.get((s, "critical"), Bucket()) for s, _, _ in steps}
-        unloaded_p99 = pct(crit["1x"].ok, 0.99)
-        for step in ("10x", "50x"):
+        unloaded_p99 = pct(crit["1x"].ttft, 0.99)
+        sheds = [x for s, _, _ in steps for t, _, _ in TIERS for x in results.get((s, t), Bucket()).shed]
+        for step in ("1x", "3x", "10x", "50x"):
             b = crit[step]
-            sheds = [x for s, _, _ in steps for t, _, _ in TIERS for x in results.get((s, t), Bucket()).shed]
-            verdict_rows.append([name, step, f"{100 * len(b.ok) / max(1, b.sent):.2f}%",
-                                 f"{pct(b.ok, 0.99) / unloaded_p99:.2f}x" if unloaded_p99 == unloaded_p99 else "",
-                                 f"{pct(sheds, 0.99) * 1000:.1f}", dict(sorted(b.statuses.items()))])
+            verdict_rows.append([name, step, b.sent, f"{100 * len(b.ok) / max(1, b.sent):.2f}%",
+                                 f"{pct(b.ttft, 0.99) * 1000:.0f}",
+                                 f"{pct(b.ttft, 0.99) / unloaded_p99:.2f}x" if unloaded_p99 == unloaded_p99 else "",
+                                 f"{100 * goodput_of[step]:.0f}%",
+                                 f"{upstream_sends / client_requests:.3f}" if step == "1x" else "",
+                                 f"{pct(sheds, 0.99) * 1000:.1f}" if step == "1x" else "",
+                                 dict(sorted(b.statuses.items()))])
     header = (f"Upstream behaviour `{args.upstream}`. "
               f"Upstream capacity {args.capacity} in flight x {args.latency_s * 1000:.0f} ms = {capacity_rps:.0f} "
-              f"req/s; steps of {step_s:.0f} s at 1x/3x/10x/50x then 1x for {2 * step_s:.0f} s. At 1x the load is "
-              "10% critical / 30% sheddable_plus / 60% sheddable of capacity; the surge multiplies the consumer "
-              "(sheddable) traffic while critical API traffic stays at its 10% (at 50x: 45x capacity offered). "
-              "Open loop; clients do not retry."
-              + (" On `batching` the nominal capacity above undercounts the server: its 200 ms is a fixed "
+              f"req/s nominal; its knee, measured on it directly (closed loop, doubling concurrency: "
+              + ", ".join(f"{c}: {v:.0f}" for c, v in curve) + f" req/s), is **{knee:.0f} req/s**. "
+              f"Steps of {step_s:.0f} s at 1x/3x/10x/50x then 1x for {2 * step_s:.0f} s. Paying (critical, "
+              f"streaming) traffic is {100 * args.paying_share:.0f}% of nominal capacity at every step "
+              f"({paying_rps:.0f} req/s, {paying_rps * step_s:.0f} a step); consumer traffic is 30% "
+              "sheddable_plus / 60% sheddable of capacity at 1x, times the step. Open loop; clients do not retry."
+              + (" On `batching` the nominal capacity undercounts the server: its 200 ms is a fixed "
                  "overhead before the scheduler that holds no sequence, so the knee is several times "
-                 "higher (naive's goodput shows where it is); goodput below it is capacity seawall left "
-                 "unused." if args.upstream == "batching" else ""))
-    summary = "### Critical traffic under surge\n\n" + table(
-        ["config", "step", "critical success", "critical p99 / unloaded p99", "shed p99 ms (all)",
-         "critical statuses"], verdict_rows)
+                 "higher." if args.upstream == "batching" else ""))
+    summary = "### Paying traffic under surge\n\n" + table(
+        ["config", "step", "paying sent", "paying success", "paying TTFT p99 ms", "TTFT p99 / unloaded",
+         "goodput / knee", "upstream sends per client request", "shed p99 ms (all)", "paying statuses"],
+        verdict_rows)
     return header + "\n\n" + summary + "\n\n" + "\n\n".join(out)
 
 
@@ -287,6 +358,10 @@ def main() -> None:
     parser.add_argument("--step-s", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--upstream", choices=("slots", "batching", "hosted"), default="slots")
+    parser.add_argument("--paying-share", type=float, default=0.10,
+                        help="paying (critical) traffic as a share of nominal capacity, at every step")
+    parser.add_argument("--paying-per-step", type=int, default=0,
+                        help="lengthen the steps so that each has at least this many paying requests")
     args = parser.parse_args()
     body = run_on_uvloop(run(args))
     print(body)
