@@ -22,17 +22,29 @@ from packaging.requirements import Requirement
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.server import ServerState
 
+from seawall.edges.http_limits import LimitedHttpProtocol
 from seawall.edges.server import CoalescingWriter, DisconnectHook, HttpProtocol
 
 VERSION = f"uvicorn {uvicorn.__version__}, httptools {httptools.__version__}"
 
 # name -> why seawall needs it (edges/server.py, HttpProtocol)
 OVERRIDDEN = {
-    "on_message_begin": "adds the DisconnectHook to each request's scope",
+    "on_message_begin": "adds the DisconnectHook to each request's scope; starts the head's timer",
     "on_headers_complete": "puts a CoalescingWriter under the request's cycle once it exists",
     "connection_lost": "calls the hook when the client goes away mid-request",
+    "connection_made": "arms the header timeout (server.header_timeout_s)",
+    "data_received": "counts head bytes as they arrive (server.max_header_bytes)",
+    "on_url": "bounds the URL (server.max_url_bytes)",
+    "on_header": "bounds header count and size (server.max_header_count, max_header_bytes)",
+    "on_body": "notes the body's progress (server.body_idle_timeout_s)",
+    "on_message_complete": "stops the body's timer",
+    "send_400_response": "answers what llhttp refuses (smuggling, bad bytes) in OpenAI's format",
 }
 PROTOCOL_ATTRIBUTES = {
+    "app": "the loaded app, where the connection limits are read",
+    "loop": "the event loop the timers run on",
+    "flow": "flow control: a client we stopped reading is not timed out (flow.read_paused)",
+    "url": "the URL as it arrives (on_url)",
     "scope": "the request's ASGI scope, built in on_message_begin",
     "cycle": "the RequestResponseCycle, built in on_headers_complete",
     "transport": "the connection's transport",
@@ -40,6 +52,7 @@ PROTOCOL_ATTRIBUTES = {
 CYCLE_ATTRIBUTES = {
     "transport": "what the cycle writes the response to (swapped for a CoalescingWriter)",
     "response_complete": "whether a disconnect interrupts a response still being sent",
+    "response_started": "whether a timeout may still answer 408",
     "scope": "where connection_lost finds the hook",
 }
 
@@ -119,9 +132,9 @@ def test_the_installed_versions_are_in_the_tested_range() -> None:
 
 def test_every_name_seawall_overrides_still_exists_with_its_signature() -> None:
     base = httptools_impl.HttpToolsProtocol
-    assert HttpProtocol.__mro__[1] is base, drift("the protocol class' place", "subclass")
+    assert issubclass(HttpProtocol, base) and LimitedHttpProtocol.__bases__ == (base,), drift("the class", "base")
     for name, why in OVERRIDDEN.items():
-        theirs = getattr(base, name, None)
+        theirs = base.__dict__.get(name)
         assert callable(theirs), drift(f"HttpToolsProtocol.{name} is gone", why)
         ours = getattr(HttpProtocol, name)
         assert list(inspect.signature(theirs).parameters) == list(inspect.signature(ours).parameters), (
@@ -134,6 +147,7 @@ async def test_every_attribute_seawall_reads_is_there_on_a_live_request() -> Non
     protocol.data_received(b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
     for name, why in PROTOCOL_ATTRIBUTES.items():
         assert hasattr(protocol, name), drift(f"HttpToolsProtocol.{name}", why)
+    assert hasattr(protocol.flow, "read_paused"), drift("FlowControl.read_paused", PROTOCOL_ATTRIBUTES["flow"])
     cycle = protocol.cycle
     assert isinstance(cycle, httptools_impl.RequestResponseCycle), drift("the cycle's type", "on_headers_complete")
     for name, why in CYCLE_ATTRIBUTES.items():
@@ -178,8 +192,18 @@ async def test_a_lost_connection_calls_the_hook_of_the_request_in_flight() -> No
     await settle(protocol)
 
 
-@pytest.mark.parametrize("name", sorted(OVERRIDDEN))
+@pytest.mark.parametrize("name", sorted(set(OVERRIDDEN) - {"send_400_response"}))  # that one replaces theirs
 def test_each_override_calls_uvicorns_own(name: str) -> None:
     """An override that stopped calling ``super()`` would silently drop uvicorn's behaviour."""
-    source = inspect.getsource(getattr(HttpProtocol, name))
-    assert "super()." in source, f"HttpProtocol.{name} must extend uvicorn's {name}, not replace it"
+    for cls in (HttpProtocol, LimitedHttpProtocol):
+        if name in cls.__dict__:
+            assert "super()." in inspect.getsource(cls.__dict__[name]), f"{cls.__name__}.{name} must call uvicorn's"
+
+
+async def test_a_refusal_from_the_parser_is_answered_in_openai_format() -> None:
+    """llhttp refuses Content-Length with Transfer-Encoding; uvicorn calls send_400_response."""
+    protocol, transport = connect(App())
+    protocol.data_received(b"POST /x HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n")
+    assert transport.closed and transport.writes[0].startswith(b"HTTP/1.1 400 Bad Request\r\n"), (
+        drift("the parser's refusal no longer reaches send_400_response", OVERRIDDEN["send_400_response"]))
+    assert b'"code":"invalid_http"' in transport.writes[0]
