@@ -100,7 +100,7 @@ def _check_messages(messages: Any, limit: int) -> None:
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
             raise _invalid(f"messages.{i}", "must be an object")
-        if msg.get("role") not in ROLES:
+        if not isinstance(msg.get("role"), str) or msg["role"] not in ROLES:  # lists are unhashable
             raise _invalid(f"messages.{i}.role", "must be 'user' or 'assistant'")
         content = msg.get("content")
         if isinstance(content, list):

@@ -103,7 +103,7 @@ def _service_tier(body: dict[str, Any]) -> str | None:
     tier = body.get("service_tier")
     if tier is None:
         return None
-    if tier not in SERVICE_TIERS:
+    if not isinstance(tier, str) or tier not in SERVICE_TIERS:  # a list is unhashable: a TypeError
         raise InvalidRequest(
             f"'service_tier' must be one of {sorted(SERVICE_TIERS)}.", param="service_tier"
         )
@@ -120,7 +120,7 @@ def _check_messages(messages: Any, limit: int) -> None:
         if not isinstance(message, dict):
             raise InvalidRequest(f"'messages[{i}]' must be an object.", param=f"messages[{i}]")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise InvalidRequest(
                 f"'messages[{i}].role' must be one of {sorted(_ROLES)}.", param=f"messages[{i}].role"
             )

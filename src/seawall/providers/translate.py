@@ -283,6 +283,8 @@ def openai_request_to_anthropic(body: dict[str, Any]) -> dict[str, Any]:
             _append(messages, "user", [{"type": "tool_result", "tool_use_id": call_id, "content": texts}])
         else:
             raise Untranslatable(f"role {role!r} has no Anthropic equivalent.", param=f"messages[{i}].role")
+    if not messages:  # found by the fuzzer: only system messages made a body Anthropic refuses
+        raise Untranslatable("Anthropic needs at least one user or assistant message.", param="messages")
     for msg in messages:
         content = msg["content"]
         if msg["role"] == "user" and isinstance(content, list):
