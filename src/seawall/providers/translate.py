@@ -571,10 +571,16 @@ def _load_event(framed: bytes) -> dict[str, Any] | None:
     try:
         obj = _decode(data)
     except msgspec.DecodeError:
-        raise UpstreamError("Upstream sent a malformed stream event.", code="bad_stream_event") from None
+        raise _malformed_event() from None
     if not isinstance(obj, dict):
-        raise UpstreamError("Upstream sent a malformed stream event.", code="bad_stream_event")
+        raise _malformed_event()
     return obj
+
+
+def _malformed_event() -> UpstreamError:
+    """Found by fuzzing: events of the right type with fields of the wrong one (``message: true``)
+    raised AttributeError deep in a converter; the stream now ends with a typed upstream error."""
+    return UpstreamError("Upstream sent a malformed stream event.", code="bad_stream_event")
 
 
 def _upstream_error(error: Any) -> UpstreamError:
@@ -660,7 +666,14 @@ class AnthropicToOpenAIStream:
             out.append(self._chunk(finish_reason=finish_reason_from_anthropic(stop_reason)))
 
     def feed(self, framed: bytes) -> list[bytes]:
-        """One upstream event in, zero or more framed OpenAI events out."""
+        """One upstream event in, zero or more framed OpenAI events out; a malformed event (a field of
+        the wrong type) raises :class:`UpstreamError`."""
+        try:
+            return self._feed(framed)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+            raise _malformed_event() from None
+
+    def _feed(self, framed: bytes) -> list[bytes]:
         obj = _load_event(framed)
         if obj is None or self.done:
             return []
@@ -813,7 +826,14 @@ class OpenAIToAnthropicStream:
             self.input_tokens = self.prompt_tokens - cached
 
     def feed(self, framed: bytes) -> list[bytes]:
-        """One upstream event in, zero or more framed Anthropic events out."""
+        """One upstream event in, zero or more framed Anthropic events out; a malformed event (a field
+        of the wrong type) raises :class:`UpstreamError`."""
+        try:
+            return self._feed(framed)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+            raise _malformed_event() from None
+
+    def _feed(self, framed: bytes) -> list[bytes]:
         if self.done:
             return []
         out: list[bytes] = []

@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seawall.core.errors import InvalidRequest
-from seawall.providers import anthropic, openai, translate
+from seawall.core.errors import InvalidRequest, UpstreamError
+from seawall.providers import anthropic, openai, sse, translate
 
 TEXT = st.text(min_size=1, max_size=16)
 OPENAI_PARTS = st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": TEXT}), min_size=1, max_size=3)
@@ -130,3 +130,82 @@ def test_regression_only_system_messages_are_untranslatable() -> None:
         assert err.param == "messages"
     else:
         raise AssertionError("translated a conversation Anthropic cannot take")
+
+
+def anthropic_wire(blocks: list[list[str]], stop: str, tokens_in: int, tokens_out: int) -> bytes:
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "c", "content": [], "stop_reason": None,
+        "stop_sequence": None, "usage": {"input_tokens": tokens_in, "output_tokens": 1}}}]
+    for i, deltas in enumerate(blocks):
+        events.append({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}})
+        events += [{"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": d}}
+                   for d in deltas]
+        events.append({"type": "content_block_stop", "index": i})
+    events.append({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                   "usage": {"output_tokens": tokens_out}})
+    events.append({"type": "message_stop"})
+    return b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), json.dumps(e).encode()) for e in events)
+
+
+@settings(max_examples=150)
+@given(st.lists(st.lists(TEXT, max_size=4), max_size=3), st.sampled_from(["end_turn", "max_tokens"]),
+       st.integers(0, 10**6), st.integers(0, 10**6), st.lists(st.integers(1, 4000), max_size=10))
+def test_streams_round_trip_text_usage_and_stop_reason_whatever_the_chunk_boundaries(
+        blocks: list[list[str]], stop: str, tokens_in: int, tokens_out: int, cuts: list[int]) -> None:
+    wire = anthropic_wire(blocks, stop, tokens_in, tokens_out)
+    splitter, pieces, at = sse.EventSplitter(), [], 0
+    for cut in sorted(cuts):
+        pieces.append(wire[at:cut])
+        at = max(at, cut)
+    pieces.append(wire[at:])
+    a2o = translate.AnthropicToOpenAIStream("gpt", "chatcmpl-1", 1, include_usage=True)
+    o2a = translate.OpenAIToAnthropicStream("claude", "msg_2", input_tokens=tokens_in)
+    chunks = [chunk for piece in pieces for event in splitter.feed(piece) for chunk in a2o.feed(event)]
+    assert chunks[-1] == sse.DONE and a2o.done
+    text, finish = "", None
+    for framed in chunks[:-1]:
+        for choice in json.loads(sse.data_of(framed))["choices"]:
+            text += choice["delta"].get("content") or ""
+            finish = choice["finish_reason"] or finish
+    assert text == "".join("".join(block) for block in blocks)
+    assert finish == translate.finish_reason_from_anthropic(stop)
+    assert (a2o.usage.prompt_tokens, a2o.usage.completion_tokens) == (tokens_in, tokens_out)
+    events = [json.loads(sse.data_of(e)) for chunk in chunks for e in o2a.feed(chunk)]
+    assert "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta") == text
+    assert [e["delta"]["stop_reason"] for e in events if e["type"] == "message_delta"] == [stop]
+
+
+EVENT_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                              st.sampled_from(["type", "index", "delta", "message", "usage", "content_block",
+                                               "choices", "error", "text", "id", "name", "finish_reason"]) | st.text(
+                                  max_size=4), inner, max_size=4), max_leaves=10)
+EVENT_TYPES = st.sampled_from(["message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                               "message_delta", "message_stop", "error", "ping"])
+
+
+@settings(max_examples=300)
+@given(st.lists(st.builds(lambda kind, rest: {**rest, "type": kind} if isinstance(rest, dict) else rest,
+                          EVENT_TYPES, EVENT_JSON), max_size=6))
+def test_stream_converters_take_any_event_or_refuse_it_as_an_upstream_error(events: list[Any]) -> None:
+    """Upstream events of any shape: converted, or a typed UpstreamError (the client's stream then
+    ends with an error event), never an AttributeError from deep inside."""
+    for conv in (translate.AnthropicToOpenAIStream("gpt", "c", 1, include_usage=True),
+                 translate.OpenAIToAnthropicStream("claude", "m")):
+        for event in events:
+            try:
+                conv.feed(sse.event(json.dumps(event).encode()))
+            except UpstreamError:
+                break
+
+
+def test_regression_a_field_of_the_wrong_type_in_a_stream_event_is_an_upstream_error() -> None:
+    """Found by the fuzzer: ``{"type": "message_start", "message": true}`` raised AttributeError."""
+    for conv, event in ((translate.AnthropicToOpenAIStream("gpt", "c", 1), {"type": "message_start", "message": True}),
+                        (translate.OpenAIToAnthropicStream("claude", "m"), {"choices": True})):
+        try:
+            conv.feed(sse.event(json.dumps(event).encode()))
+        except UpstreamError as err:
+            assert err.code == "bad_stream_event"
+        else:
+            raise AssertionError(f"{event} was taken")
