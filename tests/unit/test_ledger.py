@@ -1,5 +1,3 @@
-import asyncio
-
 import pytest
 
 from seawall.edges.ledger import Ledger, LedgerRecord
@@ -95,16 +93,19 @@ async def test_sqlite_sink_is_idempotent_and_summarises(tmp_path):
 
 async def test_background_flusher_and_stop(tmp_path):
     sink = FlakySink()
-    ledger = Ledger(sink, tmp_path / "spill.jsonl", clock=FakeClock(), flush_interval_s=0.01)
+    clock = FakeClock()
+    ledger = Ledger(sink, tmp_path / "spill.jsonl", clock=clock, flush_interval_s=1.0)
     ledger.start()
+    await clock.until_asleep()
     ledger.record(_rec(ledger, 1))
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if sink.rows:
-            break
+    clock.advance(0.4)  # before the first turn (every half interval): nothing written
+    await clock.until_asleep()
+    assert not sink.rows
+    clock.advance(0.1)
+    await clock.until_asleep()
     assert len(sink.rows) == 1
     ledger.record(_rec(ledger, 2))
-    await ledger.stop()
+    await ledger.stop()  # the rest is written on the way out, whatever the clock says
     assert len(sink.rows) == 2
 
 
@@ -144,7 +145,9 @@ async def test_processes_sharing_a_spill_path_get_their_own_slots_and_adopt_orph
 
 
 async def test_a_record_is_committed_within_one_flush_interval_even_when_writes_are_slow(tmp_path):
-    import time
+    """A record every 10 ms for 600 ms of the clock's time; each write takes 60 ms (a slow database,
+    a third of the interval per batch): none waits more than the interval to be committed."""
+    clock = FakeClock()
 
     class SlowSink(FlakySink):
         def __init__(self) -> None:
@@ -152,18 +155,22 @@ async def test_a_record_is_committed_within_one_flush_interval_even_when_writes_
             self.lag: list[float] = []
 
         async def write(self, records):
-            await asyncio.sleep(0.06)  # a slow database: a third of the interval per batch
-            now = time.monotonic()
-            self.lag += [now - float(r.request_id) for r in records]
+            await clock.sleep(0.06)
+            self.lag += [clock.now() - float(r.request_id) for r in records]
 
     sink = SlowSink()
-    ledger = Ledger(sink, tmp_path / "spill.jsonl", clock=FakeClock(), flush_interval_s=0.2)
+    ledger = Ledger(sink, tmp_path / "spill.jsonl", clock=clock, flush_interval_s=0.2)
     ledger.start()
     for _ in range(60):
+        await clock.until_asleep()
         rec = _rec(ledger, 0)
-        rec.request_id = repr(time.monotonic())
+        rec.request_id = repr(clock.now())
         ledger.record(rec)
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.3)
+        clock.advance(0.01)
+    for _ in range(30):
+        await clock.until_asleep()
+        clock.advance(0.01)
+    await clock.until_asleep()
+    assert len(sink.lag) == 60 and max(sink.lag) <= 0.2 + 1e-9
+    assert max(sink.lag) > 0.1  # the slow writes did make records wait
     await ledger.stop()
-    assert len(sink.lag) == 60 and max(sink.lag) < 0.2

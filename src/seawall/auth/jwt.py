@@ -319,6 +319,8 @@ class JwtVerifier:
         """The principal for ``token`` at ``now_s`` (Unix seconds); raises ``AuthenticationFailed``."""
         if len(token) > MAX_TOKEN_CHARS:
             raise _fail("token is too large", "jwt_malformed")
+        if not token.isascii():  # a JWT is base64url; anything else could not even be encoded to hash it
+            raise _fail("token is malformed", "jwt_malformed")
         digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
         hit = self._cache.get(digest)
         if hit is not None:
@@ -425,9 +427,15 @@ def _number(claims: dict[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(f"token claim '{name}' is not a number", "jwt_bad_claim")
-    return float(value)
+    try:
+        number = float(value)  # an integer beyond a double overflows
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise _fail(f"token claim '{name}' is not a number", "jwt_bad_claim")
+    return number
 
 
 def _text(claims: dict[str, Any], name: str, *, default: str | None = None) -> str:

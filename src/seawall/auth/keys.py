@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from seawall.core.background import Background
+from seawall.core.background import Background, sleep_or_wake
 from seawall.core.types import Criticality, Principal
 from seawall.env import Clock
 
@@ -205,10 +205,7 @@ class KeyRefresher:
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
-            except TimeoutError:
-                pass
+            await sleep_or_wake(self.clock, self.interval_s, self._wake)
             self._wake.clear()
             await self.refresh()
             await self.clock.sleep(min(0.05, self.interval_s))  # coalesce pokes

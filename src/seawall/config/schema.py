@@ -137,6 +137,19 @@ class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    # What one client connection may cost before it is refused (edges/server.py, HttpProtocol).
+    max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024,
+                                  description="request line and headers together; 431 beyond")
+    max_header_count: int = Field(100, ge=8, le=10_000, description="431 beyond")
+    max_url_bytes: int = Field(8 * 1024, ge=256, le=1024 * 1024, description="414 beyond")
+    header_timeout_s: float = Field(10.0, gt=0, le=300, description=(
+        "from a connection's or a request's first byte to its last header; 408 beyond (slowloris)"))
+    body_idle_timeout_s: float = Field(15.0, gt=0, le=600, description=(
+        "the longest silence inside a request body; 408 beyond (slow POST)"))
+    body_timeout_s: float = Field(120.0, gt=0, le=3600, description="a whole request body; 408 beyond")
+    max_messages: int = Field(100_000, ge=1, le=10_000_000, description="per request body; 400 beyond")
+    max_output_tokens: int = Field(1_048_576, ge=1, le=2**31, description=(
+        "max_tokens (x n) a request may ask for; 400 beyond"))
     default_timeout_s: float = Field(120.0, gt=0, le=3600)
     max_timeout_s: float = Field(600.0, gt=0, le=7200)
     admin_key_env: str | None = Field(None, description="env var with a key that may read /admin")

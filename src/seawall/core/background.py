@@ -2,7 +2,8 @@
 
 Several components keep one loop running beside the request path (key refresher, JWKS refresher,
 ledger flusher, loop-lag monitor); this is the one place that knows how to start and stop such a
-loop cleanly.
+loop cleanly, and how such a loop waits for its next turn (:func:`sleep_or_wake`, on the injected
+clock, so tests drive every loop with a :class:`~seawall.testing.FakeClock`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["Background"]
+from seawall.env import Clock
+
+__all__ = ["Background", "sleep_or_wake"]
 
 
 class Background:
@@ -38,3 +41,17 @@ class Background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def sleep_or_wake(clock: Clock, seconds: float, wake: asyncio.Event) -> None:
+    """Wait ``seconds`` on ``clock``, or less if ``wake`` is set first (it is left set: the caller
+    clears it when it takes the turn)."""
+    if wake.is_set():
+        return
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waker = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        waker.cancel()

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from seawall.auth.jwt import JwtVerifier
-from seawall.core.background import Background
+from seawall.core.background import Background, sleep_or_wake
 from seawall.env import Clock, Rng, SystemRng
 
 __all__ = ["JwksRefresher"]
@@ -62,6 +62,7 @@ class JwksRefresher:
         self._rng = rng if rng is not None else SystemRng()
         self._task = Background("jwks-refresher")
         self._wake = asyncio.Event()
+        self.early_refreshes = 0  # fetches asked for before their time (unknown kids), for tests and stats
         self._completed = 0  # fetches finished, successfully or not
         self._failures = 0  # consecutive failed fetches
         self._last_attempt_s: float | None = None
@@ -98,6 +99,8 @@ class JwksRefresher:
         """Fetch soon (coalesced), unless a fetch happened within ``min_refresh_gap_s``."""
         last = self._last_attempt_s
         if last is None or self._clock.now() - last >= self.min_refresh_gap_s:
+            if not self._wake.is_set():
+                self.early_refreshes += 1
             self._wake.set()
 
     def _on_unknown_kid(self, kid: str) -> None:
@@ -155,13 +158,4 @@ class JwksRefresher:
         while True:
             self._wake.clear()
             await self.refresh_once()
-            await self._sleep_or_wake(self._next_delay_s())
-
-    async def _sleep_or_wake(self, delay_s: float) -> None:
-        sleeper = asyncio.ensure_future(self._clock.sleep(delay_s))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waker.cancel()
+            await sleep_or_wake(self._clock, self._next_delay_s(), self._wake)

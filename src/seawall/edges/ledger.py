@@ -32,6 +32,7 @@ from typing import Protocol
 
 import msgspec
 
+from seawall.core.background import sleep_or_wake
 from seawall.env import Clock
 
 __all__ = ["Ledger", "LedgerRecord", "LedgerSink"]
@@ -253,19 +254,16 @@ class Ledger:
         self.last_error = f"{type(exc).__name__}: {exc}"[:200]
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        clock = self.clock
         period_s = self.flush_interval_s / 2  # see "Durability bound" above
-        due = loop.time() + period_s
+        due = clock.now() + period_s
         while not self._stopping:
-            wait_s = due - loop.time()
+            wait_s = due - clock.now()
             if wait_s > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), wait_s)
-                except TimeoutError:
-                    pass
+                await sleep_or_wake(clock, wait_s, self._wake)
             self._wake.clear()
-            if loop.time() >= due:
-                due = max(due + period_s, loop.time())
+            if clock.now() >= due:
+                due = max(due + period_s, clock.now())
             try:
                 await self.flush()
             except asyncio.CancelledError:

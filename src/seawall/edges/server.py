@@ -14,16 +14,16 @@ the API's format; a stack trace never reaches a client.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import itertools
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from seawall.core.errors import (
     GatewayError,
@@ -34,10 +34,12 @@ from seawall.core.errors import (
     retry_after_ms,
 )
 from seawall.core.types import Operation, Payload, Request, Response
+from seawall.edges.http_limits import ConnectionLimits, LimitedHttpProtocol
 from seawall.edges.metrics import CONTENT_TYPE_LATEST
 from seawall.providers import anthropic, openai
 
 if TYPE_CHECKING:
+    from seawall.config.schema import ServerSettings
     from seawall.config.stack import Runtime
 
 __all__ = ["CoalescingWriter", "DisconnectHook", "GatewayApp", "HttpProtocol", "error_headers"]
@@ -134,6 +136,8 @@ class GatewayApp:
             "/metrics": _Route("GET", None, None),
             "/admin/admission": _Route("GET", None, None),
         }
+        self.connection_limits = ConnectionLimits.of(runtime.config.server)  # read by HttpProtocol
+        _bind_body_limits(self.routes.values(), runtime.config.server)
 
     # -- ASGI entry -------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -377,6 +381,17 @@ class GatewayApp:
                                   request_id)
 
 
+def _bind_body_limits(routes: Iterable[_Route], server: ServerSettings) -> None:
+    """Give the body parsers the configured bounds (``server.max_messages``, ``max_output_tokens``)."""
+    limits = openai.BodyLimits(server.max_messages, server.max_output_tokens)
+    bound: dict[Any, Callable[[bytes], Payload]] = {
+        openai.parse_chat: functools.partial(openai.parse_chat, limits=limits),
+        anthropic.parse_messages: functools.partial(anthropic.parse_messages, limits=limits),
+    }
+    for route in routes:
+        route.parse = bound.get(route.parse, route.parse)
+
+
 def _allowed(method: str) -> str:
     """The ``allow`` header of a route: GET routes answer HEAD too."""
     return "GET, HEAD" if method == "GET" else method
@@ -448,9 +463,10 @@ class CoalescingWriter:
         return getattr(self._transport, name)
 
 
-class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, plus a :class:`DisconnectHook` in each request's scope and a
-    :class:`CoalescingWriter` under each response.
+class HttpProtocol(LimitedHttpProtocol):
+    """uvicorn's httptools protocol with the connection limits of :mod:`seawall.edges.http_limits`,
+    plus a :class:`DisconnectHook` in each request's scope and a :class:`CoalescingWriter` under each
+    response.
 
     ASGI tells an app about a disconnect only through ``receive()``, so noticing one mid-request
     costs a task per request waiting there. Here the connection's loss calls the hook instead

@@ -24,7 +24,7 @@ import msgspec
 
 from seawall.core.errors import GatewayError, InvalidRequest, Overloaded
 from seawall.core.types import Payload
-from seawall.providers.openai import estimate_tokens, load_json_object
+from seawall.providers.openai import BODY_LIMITS, BodyLimits, estimate_tokens, load_json_object
 
 __all__ = [
     "MESSAGE_STOP",
@@ -92,13 +92,15 @@ def _check_blocks(blocks: list[Any], param: str) -> None:
             raise _invalid(f"{param}.{j}.text", "must be a string")
 
 
-def _check_messages(messages: Any) -> None:
+def _check_messages(messages: Any, limit: int) -> None:
     if not isinstance(messages, list) or not messages:
         raise _invalid("messages", "must be a non-empty array")
+    if len(messages) > limit:
+        raise _invalid("messages", f"has {len(messages)} items; at most {limit} are accepted")
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
             raise _invalid(f"messages.{i}", "must be an object")
-        if msg.get("role") not in ROLES:
+        if not isinstance(msg.get("role"), str) or msg["role"] not in ROLES:  # lists are unhashable
             raise _invalid(f"messages.{i}.role", "must be 'user' or 'assistant'")
         content = msg.get("content")
         if isinstance(content, list):
@@ -143,7 +145,7 @@ def _check_tool_choice(choice: Any) -> None:
         raise _invalid("tool_choice.name", "is required when type is 'tool'")
 
 
-def parse_messages(raw: bytes) -> Payload:
+def parse_messages(raw: bytes, limits: BodyLimits = BODY_LIMITS) -> Payload:
     """Validate a Messages API body; raise :class:`InvalidRequest` naming the field (``param``).
 
     Anthropic requires ``max_tokens`` (unlike OpenAI), so ``Payload.max_tokens`` is always set.
@@ -156,7 +158,9 @@ def parse_messages(raw: bytes) -> Payload:
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise _invalid("max_tokens", "is required and must be an integer >= 1")
-    _check_messages(body.get("messages"))
+    if max_tokens > limits.max_output_tokens:
+        raise _invalid("max_tokens", f"must be at most {limits.max_output_tokens}")
+    _check_messages(body.get("messages"), limits.max_messages)
     _check_system(body.get("system"))
     stream = body.get("stream", False)
     if stream is None:

@@ -6,6 +6,7 @@ Validation reads only the fields the gateway acts on and names the offending fie
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -14,8 +15,10 @@ from seawall.core.errors import GatewayError, InvalidRequest
 from seawall.core.types import Payload
 
 __all__ = [
+    "BODY_LIMITS",
     "SERVICE_TIERS",
     "SYSTEM_FINGERPRINT",
+    "BodyLimits",
     "chunk",
     "completion",
     "error_body",
@@ -31,6 +34,21 @@ SYSTEM_FINGERPRINT = "fp_seawall"
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
+MAX_N = 128  # OpenAI's own bound on 'n'
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """Bounds on what a request body may ask for (``server.max_messages``,
+    ``server.max_output_tokens``): beyond them a body is refused with 400 naming the field, before it
+    costs a quota estimate or an upstream call. Nesting depth is bounded by the decoder (about 900
+    levels: deeper is refused, never a RecursionError)."""
+
+    max_messages: int = 100_000  # Anthropic's documented bound on one request
+    max_output_tokens: int = 1_048_576  # max_tokens, max_completion_tokens, and max_tokens x n
+
+
+BODY_LIMITS = BodyLimits()
 
 
 def load_json_object(raw: bytes) -> dict[str, Any]:
@@ -40,10 +58,16 @@ def load_json_object(raw: bytes) -> dict[str, Any]:
         body = _decode(raw)
     except UnicodeDecodeError:
         raise InvalidRequest("Request body is not valid UTF-8.", code="invalid_json") from None
+    except RecursionError:  # msgspec recurses per level: the interpreter's limit is the depth bound
+        raise InvalidRequest("Request body is nested too deeply.", code="invalid_json") from None
     except msgspec.DecodeError as exc:
         detail = str(exc)
         if "UTF-8" in detail or "utf-8" in detail:
             raise InvalidRequest("Request body is not valid UTF-8.", code="invalid_json") from None
+        nul = raw.find(b"\x00")
+        if nul >= 0:
+            raise InvalidRequest(f"Request body contains a NUL byte (at byte {nul}); JSON strings must escape "
+                                 "control characters.", code="invalid_json") from None
         raise InvalidRequest(f"Request body is not valid JSON: {detail}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object.", code="invalid_json")
@@ -57,12 +81,12 @@ def _model(body: dict[str, Any]) -> str:
     return model
 
 
-def _opt_int(body: dict[str, Any], name: str, minimum: int) -> int | None:
+def _opt_int(body: dict[str, Any], name: str, minimum: int, maximum: int) -> int | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidRequest(f"'{name}' must be an integer >= {minimum}.", param=name)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise InvalidRequest(f"'{name}' must be an integer from {minimum} to {maximum}.", param=name)
     return value
 
 
@@ -79,21 +103,24 @@ def _service_tier(body: dict[str, Any]) -> str | None:
     tier = body.get("service_tier")
     if tier is None:
         return None
-    if tier not in SERVICE_TIERS:
+    if not isinstance(tier, str) or tier not in SERVICE_TIERS:  # a list is unhashable: a TypeError
         raise InvalidRequest(
             f"'service_tier' must be one of {sorted(SERVICE_TIERS)}.", param="service_tier"
         )
     return str(tier)
 
 
-def _check_messages(messages: Any) -> None:
+def _check_messages(messages: Any, limit: int) -> None:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
+    if len(messages) > limit:
+        raise InvalidRequest(f"'messages' has {len(messages)} items; at most {limit} are accepted.",
+                             param="messages")
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequest(f"'messages[{i}]' must be an object.", param=f"messages[{i}]")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise InvalidRequest(
                 f"'messages[{i}].role' must be one of {sorted(_ROLES)}.", param=f"messages[{i}].role"
             )
@@ -105,11 +132,11 @@ def _check_messages(messages: Any) -> None:
             )
 
 
-def parse_chat(raw: bytes) -> Payload:
+def parse_chat(raw: bytes, limits: BodyLimits = BODY_LIMITS) -> Payload:
     """Validate a chat completions body; raise :class:`InvalidRequest` naming the field."""
     body = load_json_object(raw)
     model = _model(body)
-    _check_messages(body.get("messages"))
+    _check_messages(body.get("messages"), limits.max_messages)
     stream = _opt_bool(body, "stream")
     include_usage = False
     options = body.get("stream_options")
@@ -126,10 +153,12 @@ def parse_chat(raw: bytes) -> Payload:
                 "'stream_options.include_usage' must be a boolean.", param="stream_options.include_usage"
             )
         include_usage = value
-    max_tokens = _opt_int(body, "max_completion_tokens", 1)
+    max_tokens = _opt_int(body, "max_completion_tokens", 1, limits.max_output_tokens)
     if max_tokens is None:
-        max_tokens = _opt_int(body, "max_tokens", 1)
-    n = _opt_int(body, "n", 1)
+        max_tokens = _opt_int(body, "max_tokens", 1, limits.max_output_tokens)
+    n = _opt_int(body, "n", 1, MAX_N)
+    if max_tokens is not None and n is not None and max_tokens * n > limits.max_output_tokens:
+        raise InvalidRequest(f"'max_tokens' x 'n' must be at most {limits.max_output_tokens}.", param="n")
     temperature = body.get("temperature")
     if temperature is not None and (
         isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2

@@ -283,6 +283,8 @@ def openai_request_to_anthropic(body: dict[str, Any]) -> dict[str, Any]:
             _append(messages, "user", [{"type": "tool_result", "tool_use_id": call_id, "content": texts}])
         else:
             raise Untranslatable(f"role {role!r} has no Anthropic equivalent.", param=f"messages[{i}].role")
+    if not messages:  # found by the fuzzer: only system messages made a body Anthropic refuses
+        raise Untranslatable("Anthropic needs at least one user or assistant message.", param="messages")
     for msg in messages:
         content = msg["content"]
         if msg["role"] == "user" and isinstance(content, list):
@@ -569,10 +571,16 @@ def _load_event(framed: bytes) -> dict[str, Any] | None:
     try:
         obj = _decode(data)
     except msgspec.DecodeError:
-        raise UpstreamError("Upstream sent a malformed stream event.", code="bad_stream_event") from None
+        raise _malformed_event() from None
     if not isinstance(obj, dict):
-        raise UpstreamError("Upstream sent a malformed stream event.", code="bad_stream_event")
+        raise _malformed_event()
     return obj
+
+
+def _malformed_event() -> UpstreamError:
+    """Found by fuzzing: events of the right type with fields of the wrong one (``message: true``)
+    raised AttributeError deep in a converter; the stream now ends with a typed upstream error."""
+    return UpstreamError("Upstream sent a malformed stream event.", code="bad_stream_event")
 
 
 def _upstream_error(error: Any) -> UpstreamError:
@@ -658,7 +666,14 @@ class AnthropicToOpenAIStream:
             out.append(self._chunk(finish_reason=finish_reason_from_anthropic(stop_reason)))
 
     def feed(self, framed: bytes) -> list[bytes]:
-        """One upstream event in, zero or more framed OpenAI events out."""
+        """One upstream event in, zero or more framed OpenAI events out; a malformed event (a field of
+        the wrong type) raises :class:`UpstreamError`."""
+        try:
+            return self._feed(framed)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+            raise _malformed_event() from None
+
+    def _feed(self, framed: bytes) -> list[bytes]:
         obj = _load_event(framed)
         if obj is None or self.done:
             return []
@@ -811,7 +826,14 @@ class OpenAIToAnthropicStream:
             self.input_tokens = self.prompt_tokens - cached
 
     def feed(self, framed: bytes) -> list[bytes]:
-        """One upstream event in, zero or more framed Anthropic events out."""
+        """One upstream event in, zero or more framed Anthropic events out; a malformed event (a field
+        of the wrong type) raises :class:`UpstreamError`."""
+        try:
+            return self._feed(framed)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+            raise _malformed_event() from None
+
+    def _feed(self, framed: bytes) -> list[bytes]:
         if self.done:
             return []
         out: list[bytes] = []

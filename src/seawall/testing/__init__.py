@@ -1,7 +1,8 @@
 """Public test helpers, so users can test their own configurations the way seawall tests itself.
 
 - :class:`FakeClock` — a manual clock: ``advance(s)`` moves time; ``sleep`` returns once the clock
-  has been advanced past the wake-up time, so async code runs on virtual time.
+  has been advanced past the wake-up time, so async code runs on virtual time; ``until_asleep()``
+  waits until the code under test sleeps on it, so every step of a test is deterministic.
 - :class:`SeededRng` — deterministic randomness.
 - :func:`make_request` — a :class:`~seawall.core.types.Request` for driving policies directly.
 """
@@ -39,6 +40,20 @@ class FakeClock:
         for _, fut in due:
             if not fut.done():
                 fut.set_result(None)
+
+    @property
+    def sleepers(self) -> int:
+        """How many ``sleep`` calls wait for this clock (cancelled ones not counted): a test waits
+        until the code under test is asleep before it advances time, so each step is deterministic."""
+        return sum(1 for _, fut in self._sleepers if not fut.done())
+
+    async def until_asleep(self, count: int = 1, timeout_s: float = 10.0) -> None:
+        """Return once ``count`` sleeps wait for this clock: the code under test has done all it can
+        until time moves (threads and sockets it waits on included). ``timeout_s`` is real time and
+        only turns a hang into an error."""
+        async with asyncio.timeout(timeout_s):
+            while self.sleepers < count:  # noqa: ASYNC110 - sleeps start in other tasks; no event to wait on
+                await asyncio.sleep(0.001)
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:

@@ -453,7 +453,9 @@ async def test_hosted_rate_limits_per_key_with_openai_and_anthropic_headers() ->
                         tokens_per_s=0.0, base_latency_s=0.0)
     headers = {"authorization": "Bearer k1"}
     async with asyncio.timeout(20):
-        async for _, session in _start(config, RealClock()):
+        # Time stands still (nothing here sleeps): on the real clock a second could turn between the
+        # requests and refill the per-second bucket (seen failing under load).
+        async for _, session in _start(config, FakeClock()):
             for _ in range(2):
                 async with session.post(CHAT, json=BODY, headers=headers) as ok:
                     assert ok.status == 200

@@ -174,7 +174,8 @@ def test_openai_request_defaults_and_system_hoisting():
         {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
     ]
     assert "stream" not in out and "tools" not in out
-    assert t.openai_request_to_anthropic({"model": "m", "messages": []})["max_tokens"] == t.DEFAULT_MAX_TOKENS
+    one = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    assert t.openai_request_to_anthropic(one)["max_tokens"] == t.DEFAULT_MAX_TOKENS
 
 
 def test_tool_result_blocks_come_first_in_a_merged_user_turn():
