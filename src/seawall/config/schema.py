@@ -137,6 +137,8 @@ class StoreSettings(_Strict):
     ledger_flush_interval_s: float = Field(0.5, gt=0, le=60, description="a finished request is in the"
                                            " ledger database at most this long after it was answered")
     ledger_spill_path: str = "./.seawall/ledger-spill.jsonl"
+    responses_retention_s: float = Field(30 * 86400.0, gt=0, description="Responses API responses kept"
+                                         " with store: true are readable and continuable this long (OpenAI: 30 days)")
     # Beyond one machine (see docs/decisions.md "Many replicas"): Redis for shared quota counters,
     # PostgreSQL for keys and the ledger. The top-level ``redis_url``/``database_url`` say the same.
     redis_url: str | None = Field(None, description="redis://host:port/db; shared quota counters")

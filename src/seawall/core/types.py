@@ -46,6 +46,7 @@ class Operation(enum.Enum):
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
     MESSAGES = "messages"
+    RESPONSES = "responses"  # OpenAI's Responses API, served as chat completions (edges/responses.py)
 
 
 @dataclass(frozen=True, slots=True)

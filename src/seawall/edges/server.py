@@ -28,6 +28,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from seawall.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, PermissionDenied
 from seawall.core.types import Operation, Payload, Request, Response
 from seawall.edges.metrics import CONTENT_TYPE_LATEST
+from seawall.edges.responses import ResponsesEndpoint
 from seawall.providers import anthropic, openai
 
 if TYPE_CHECKING:
@@ -69,15 +70,24 @@ ANTHROPIC = _Dialect("anthropic", lambda err, rid: anthropic.error_body(err, req
                      anthropic.status_for, anthropic.error_event)
 
 
+Serve = Callable[[Request], Awaitable[Response]]
+
+
 class _Route:
-    __slots__ = ("dialect", "method", "operation", "parse")
+    """``method`` may list several (``"GET,DELETE"``); ``serve`` replaces the policy stack's handler
+    for an API route that translates before it (``/v1/responses``)."""
+
+    __slots__ = ("dialect", "method", "methods", "operation", "parse", "serve")
 
     def __init__(self, method: str, operation: Operation | None,
-                 parse: Callable[[bytes], Payload] | None, dialect: _Dialect = OPENAI) -> None:
+                 parse: Callable[[bytes], Payload] | None, dialect: _Dialect = OPENAI,
+                 serve: Serve | None = None) -> None:
         self.method = method
+        self.methods = frozenset(method.split(","))
         self.operation = operation
         self.parse = parse
         self.dialect = dialect
+        self.serve = serve
 
 
 def error_headers(err: GatewayError) -> list[tuple[bytes, bytes]]:
@@ -121,15 +131,21 @@ class GatewayApp:
         self.clock = runtime.clock
         self._prefix = os.urandom(4).hex()
         self._seq = itertools.count(1)
+        self.responses = ResponsesEndpoint(runtime, runtime.responses_store)
         self.routes: dict[str, _Route] = {
             "/v1/chat/completions": _Route("POST", Operation.CHAT, openai.parse_chat),
             "/v1/embeddings": _Route("POST", Operation.EMBEDDINGS, openai.parse_embeddings),
             "/v1/messages": _Route("POST", Operation.MESSAGES, anthropic.parse_messages, ANTHROPIC),
+            "/v1/responses": _Route("POST", Operation.RESPONSES, None, serve=self.responses.create),
             "/v1/models": _Route("GET", None, None),
             "/healthz": _Route("GET", None, None),
             "/readyz": _Route("GET", None, None),
             "/metrics": _Route("GET", None, None),
             "/admin/admission": _Route("GET", None, None),
+        }
+        # Paths that end in an id: prefix -> (route, the name _plain knows it by).
+        self.item_routes: dict[str, tuple[_Route, str]] = {
+            "/v1/responses/": (_Route("GET,DELETE", None, None), "/v1/responses/{id}"),
         }
 
     # -- ASGI entry -------------------------------------------------------------------------
@@ -167,19 +183,22 @@ class GatewayApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = self._request_id(headers)
-        route = self.routes.get(scope["path"])
+        path: str = scope["path"]
+        route = self.routes.get(path)
+        name, item = path, ""
+        if route is None:
+            route, name, item = self._item_route(path)
         dialect = route.dialect if route is not None else OPENAI
         try:
             if route is None:
-                raise InvalidRequest(f"Unknown path '{scope['path'][:200]}'.", status=404,
-                                     code="unknown_url")
+                raise InvalidRequest(f"Unknown path '{path[:200]}'.", status=404, code="unknown_url")
             method = scope["method"]
-            if method != route.method and not (method == "HEAD" and route.method == "GET"):
-                raise InvalidRequest(f"Method {method} is not allowed on {scope['path']}; "
-                                     f"use {route.method}.", status=405, code="method_not_allowed",
-                                     headers=[("allow", _allowed(route.method))])
+            if method not in route.methods and not (method == "HEAD" and "GET" in route.methods):
+                raise InvalidRequest(f"Method {method} is not allowed on {path[:200]}; "
+                                     f"use {' or '.join(sorted(route.methods))}.", status=405,
+                                     code="method_not_allowed", headers=[("allow", _allowed(route.methods))])
             if route.operation is None:
-                await self._plain(scope["path"], headers, scope, send, request_id)
+                await self._plain(name, headers, scope, send, request_id, item)
                 return
             await self._api(route, scope, headers, request_id, receive, send)
         except GatewayError as err:
@@ -189,6 +208,14 @@ class GatewayApp:
         except Exception:
             log.exception("unhandled error on %s (request %s)", scope.get("path"), request_id)
             await self._send_error(send, GatewayError("Internal gateway error."), request_id, dialect)
+
+    def _item_route(self, path: str) -> tuple[_Route | None, str, str]:
+        for prefix, (route, name) in self.item_routes.items():
+            if path.startswith(prefix):
+                item = path[len(prefix):]
+                if item and "/" not in item:
+                    return route, name, item
+        return None, path, ""
 
     # -- API routes -------------------------------------------------------------------------
     async def _api(self, route: _Route, scope: Scope, headers: dict[str, str], request_id: str,
@@ -224,7 +251,8 @@ class GatewayApp:
         else:
             watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            response = await self.runtime.handler(request)
+            serve = route.serve
+            response = await (serve(request) if serve is not None else self.runtime.handler(request))
             if response.stream is None:
                 await self._send_body(send, response, request_id, route.dialect)
             else:
@@ -350,7 +378,7 @@ class GatewayApp:
 
     # -- operational routes -----------------------------------------------------------------
     async def _plain(self, path: str, headers: dict[str, str], scope: Scope, send: Send,
-                     request_id: str) -> None:
+                     request_id: str, item: str = "") -> None:
         rt = self.runtime
         if path == "/healthz":
             await self._send_json(send, 200, b'{"status":"ok"}', request_id)
@@ -372,11 +400,18 @@ class GatewayApp:
                     for name in groups if principal.may_use(name)]
             await self._send_json(send, 200, msgspec.json.encode({"object": "list", "data": data}),
                                   request_id)
+        elif path == "/v1/responses/{id}":
+            addr = _client_addr(scope)
+            if scope["method"] == "DELETE":
+                body = await self.responses.delete(item, headers, addr)
+            else:
+                body = await self.responses.retrieve(item, headers, addr)
+            await self._send_json(send, 200, body, request_id)
 
 
-def _allowed(method: str) -> str:
+def _allowed(methods: frozenset[str]) -> str:
     """The ``allow`` header of a route: GET routes answer HEAD too."""
-    return "GET, HEAD" if method == "GET" else method
+    return ", ".join(sorted(methods | {"HEAD"} if "GET" in methods else methods))
 
 
 def _client_addr(scope: Scope) -> str:

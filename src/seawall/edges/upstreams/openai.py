@@ -40,7 +40,9 @@ from seawall.providers.translate import (
 
 __all__ = ["OpenAIUpstream"]
 
-_PATHS = {Operation.CHAT: "/chat/completions", Operation.EMBEDDINGS: "/embeddings"}
+# A Responses request reaches the upstream already translated to chat completions (edges/responses.py).
+_PATHS = {Operation.CHAT: "/chat/completions", Operation.RESPONSES: "/chat/completions",
+          Operation.EMBEDDINGS: "/embeddings"}
 
 
 class _UsageView(msgspec.Struct):
