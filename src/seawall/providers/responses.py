@@ -259,7 +259,7 @@ def _chat_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _chat_tool_choice(choice: Any) -> Any:
-    if choice in _TOOL_CHOICES:
+    if isinstance(choice, str) and choice in _TOOL_CHOICES:
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
@@ -323,9 +323,12 @@ def usage_from_chat(usage: Any) -> dict[str, Any] | None:
         return None
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    details = usage.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") or 0
+    written = details.get("cache_write_tokens") or 0
     reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": int(cached)},
+    return {"input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": int(cached), "cache_write_tokens": int(written)},
             "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": int(reasoning)},
             "total_tokens": prompt + completion}
 
@@ -397,10 +400,12 @@ def response_object(call: ResponsesCall, *, id: str, created_at: int, model: str
                    "parameters": t.get("parameters"), "strict": t.get("strict", True)} for t in call.tools],
         "top_p": body.get("top_p", 1.0),
         "truncation": body.get("truncation") if body.get("truncation") in ("auto", "disabled") else "disabled",
-        "usage": usage,
-        "user": body.get("user") if isinstance(body.get("user"), str) else None,
         "metadata": body.get("metadata") or {},
     }
+    if usage is not None:  # the schema has no null usage: absent until it is known
+        out["usage"] = usage
+    if isinstance(body.get("user"), str):
+        out["user"] = body["user"]
     if service_tier in ("auto", "default", "flex", "scale", "priority"):
         out["service_tier"] = service_tier
     return out
