@@ -10,7 +10,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-__all__ = ["event_violations", "violations"]
+__all__ = ["completion_chunk_violations", "event_violations", "violations"]
 
 _DOC = Path(__file__).with_name("openai-openapi.subset.json")
 
@@ -57,3 +57,18 @@ def event_violations(event: Any) -> list[str]:
     if name is None:
         return [f"<root>: unknown event type {event.get('type') if isinstance(event, dict) else event!r}"]
     return [f"{name}: {v}" for v in violations(name, event)]
+
+
+def completion_chunk_violations(chunk: Any) -> list[str]:
+    """A streamed legacy completion chunk against ``CreateCompletionResponse``.
+
+    OpenAI's document has no schema of its own for these chunks: they are the completion object,
+    sent piece by piece, with ``finish_reason`` and ``usage`` null until the end (as OpenAI's own
+    streams are). Those two nulls are the only allowance; everything else must conform.
+    """
+    if not isinstance(chunk, dict):
+        return violations("CreateCompletionResponse", chunk)
+    relaxed = {k: v for k, v in chunk.items() if not (k == "usage" and v is None)}
+    relaxed["choices"] = [{**c, "finish_reason": c.get("finish_reason") or "stop"} if isinstance(c, dict) else c
+                          for c in chunk.get("choices", [])]
+    return violations("CreateCompletionResponse", relaxed)

@@ -6,44 +6,20 @@ published schema (tests/conformance)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
 from tests.conformance.schema import event_violations, violations
-from tests.e2e.harness import Gateway, Proc, start_gateway, start_mock
+from tests.e2e.harness import Gateway
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def resetting(e2e_tmp: Path) -> Iterator[Proc]:
-    proc = start_mock(e2e_tmp, "--base-latency-s", "0.005", "--tokens-per-s", "2000", "--reset-rate", "1",
-                      "--fault-after-chunks", "2")
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def gw(e2e_tmp: Path, mock: Proc, resetting: Proc) -> Iterator[Gateway]:
-    resilience = {"max_attempts": 1, "breaker": {"consecutive_failures": 10_000, "min_requests": 10_000}}
-    config = {
-        "models": [
-            {"name": "chat", "deployments": [{"name": "mock-a", "base_url": mock.url + "/v1"}]},
-            {"name": "claude", "deployments": [{"name": "mock-claude", "provider": "anthropic",
-                                                "base_url": mock.url + "/v1"}]},
-            {"name": "broken", "deployments": [{"name": "mock-reset", "base_url": resetting.url + "/v1"}]},
-            {"name": "embed", "kind": "embeddings", "deployments": [{"name": "mock-e", "base_url": mock.url + "/v1"}]},
-        ],
-        "resilience": resilience,
-        "store": {"sqlite_path": str(e2e_tmp / "responses.db"), "refresh_interval_s": 0.5},
-    }
-    gateway = start_gateway(e2e_tmp, config)
-    yield gateway
-    gateway.stop()
+def gw(front_door: Gateway) -> Gateway:
+    return front_door
 
 
 def client(gw: Gateway, tier: str = "enterprise") -> openai.OpenAI:

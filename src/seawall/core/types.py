@@ -46,6 +46,7 @@ class Operation(enum.Enum):
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
     MESSAGES = "messages"
+    COMPLETIONS = "completions"  # legacy text completions, passed through to OpenAI-compatible upstreams
     RESPONSES = "responses"  # OpenAI's Responses API, served as chat completions (edges/responses.py)
 
 

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from seawall.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, PermissionDenied
+from seawall.core.errors import GatewayError, InvalidRequest, ModelNotFound, PayloadTooLarge, PermissionDenied
 from seawall.core.types import Operation, Payload, Request, Response
 from seawall.edges.metrics import CONTENT_TYPE_LATEST
 from seawall.edges.responses import ResponsesEndpoint
-from seawall.providers import anthropic, openai
+from seawall.providers import anthropic, completions, openai
 
 if TYPE_CHECKING:
     from seawall.config.stack import Runtime
@@ -135,6 +135,7 @@ class GatewayApp:
         self.routes: dict[str, _Route] = {
             "/v1/chat/completions": _Route("POST", Operation.CHAT, openai.parse_chat),
             "/v1/embeddings": _Route("POST", Operation.EMBEDDINGS, openai.parse_embeddings),
+            "/v1/completions": _Route("POST", Operation.COMPLETIONS, completions.parse_completions),
             "/v1/messages": _Route("POST", Operation.MESSAGES, anthropic.parse_messages, ANTHROPIC),
             "/v1/responses": _Route("POST", Operation.RESPONSES, None, serve=self.responses.create),
             "/v1/models": _Route("GET", None, None),
@@ -143,9 +144,11 @@ class GatewayApp:
             "/metrics": _Route("GET", None, None),
             "/admin/admission": _Route("GET", None, None),
         }
-        # Paths that end in an id: prefix -> (route, the name _plain knows it by).
-        self.item_routes: dict[str, tuple[_Route, str]] = {
-            "/v1/responses/": (_Route("GET,DELETE", None, None), "/v1/responses/{id}"),
+        # Paths that end in an id: prefix -> (route, the name _plain knows it by, may the id hold "/").
+        # Model ids often do ("meta-llama/Llama-3.1-8B"); response ids never.
+        self.item_routes: dict[str, tuple[_Route, str, bool]] = {
+            "/v1/responses/": (_Route("GET,DELETE", None, None), "/v1/responses/{id}", False),
+            "/v1/models/": (_Route("GET", None, None), "/v1/models/{id}", True),
         }
 
     # -- ASGI entry -------------------------------------------------------------------------
@@ -210,10 +213,10 @@ class GatewayApp:
             await self._send_error(send, GatewayError("Internal gateway error."), request_id, dialect)
 
     def _item_route(self, path: str) -> tuple[_Route | None, str, str]:
-        for prefix, (route, name) in self.item_routes.items():
+        for prefix, (route, name, slashes) in self.item_routes.items():
             if path.startswith(prefix):
                 item = path[len(prefix):]
-                if item and "/" not in item:
+                if item and (slashes or "/" not in item):
                     return route, name, item
         return None, path, ""
 
@@ -400,6 +403,13 @@ class GatewayApp:
                     for name in groups if principal.may_use(name)]
             await self._send_json(send, 200, msgspec.json.encode({"object": "list", "data": data}),
                                   request_id)
+        elif path == "/v1/models/{id}":
+            principal = rt.auth.authenticate(headers, _client_addr(scope))
+            groups = rt.router.groups if rt.router is not None else {}
+            if item not in groups or not principal.may_use(item):  # a forbidden model is not revealed
+                raise ModelNotFound(f"The model '{item[:200]}' does not exist.", param="model")
+            model = {"id": item, "object": "model", "created": 0, "owned_by": "seawall"}
+            await self._send_json(send, 200, msgspec.json.encode(model), request_id)
         elif path == "/v1/responses/{id}":
             addr = _client_addr(scope)
             if scope["method"] == "DELETE":

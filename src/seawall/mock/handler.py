@@ -48,7 +48,7 @@ from seawall.mock.model import (
 )
 from seawall.mock.servers import TTFT_BUCKETS_S, Accepted, BatchingServer, RateLimitState, Refused
 from seawall.mock.stats import MockStats
-from seawall.providers import anthropic, openai, sse
+from seawall.providers import anthropic, completions, openai, sse
 
 __all__ = ["MockUpstream"]
 
@@ -107,6 +107,7 @@ def _rfc3339(wall_s: float) -> str:
 
 
 _OPENAI = _Wire(openai.error_body, lambda err: err.status, _openai_rate_headers, 503)
+_LEGACY = _Wire(openai.error_body, lambda err: err.status, _openai_rate_headers, 503)  # /v1/completions
 _ANTHROPIC = _Wire(anthropic.error_body, anthropic.status_for, _anthropic_rate_headers, anthropic.OVERLOADED_STATUS)
 
 
@@ -130,6 +131,7 @@ class MockUpstream:
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/completions"): self._completions,
             ("POST", "/v1/embeddings"): self._embeddings,
             ("GET", "/v1/models"): self._models,
             ("GET", "/mock/stats"): self._get_stats,
@@ -166,6 +168,9 @@ class MockUpstream:
     async def _messages(self, request: web.BaseRequest) -> web.StreamResponse:
         return await self._generate(request, _ANTHROPIC)
 
+    async def _completions(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await self._generate(request, _LEGACY)
+
     async def _generate(self, request: web.BaseRequest, wire: _Wire) -> web.StreamResponse:
         """One completion in ``wire``'s format: validate, draw a fault, admit, then answer."""
         raw = await request.read()
@@ -175,6 +180,9 @@ class MockUpstream:
                     raise InvalidRequest("anthropic-version: header is required", param="anthropic-version")
                 payload = anthropic.parse_messages(raw)
                 max_tokens = payload.max_tokens
+            elif wire is _LEGACY:
+                payload = completions.parse_completions(raw)
+                max_tokens = payload.body.get("max_tokens", completions.DEFAULT_MAX_TOKENS)
             else:
                 payload = openai.parse_chat(raw)
                 max_tokens = payload.body.get("max_completion_tokens")
@@ -249,6 +257,12 @@ class MockUpstream:
                 input_tokens=payload.estimated_prompt_tokens,
                 output_tokens=tokens,
             )
+        elif wire is _LEGACY:
+            body = completions.completion(
+                id=self._next_id("cmpl-mock"), created=int(self._clock.wall()), model=payload.model,
+                text=content_text(tokens), finish_reason=plan.finish_reason,
+                prompt_tokens=payload.estimated_prompt_tokens, completion_tokens=tokens,
+            )
         else:
             body = openai.completion(
                 id=self._next_id("chatcmpl-mock"),
@@ -284,6 +298,8 @@ class MockUpstream:
         piece: Callable[[int], bytes]
         if wire is _ANTHROPIC:
             head, piece, tail = self._anthropic_frames(payload, plan)
+        elif wire is _LEGACY:
+            head, piece, tail = self._legacy_frames(payload, plan)
         else:
             head, piece, tail = self._openai_frames(payload, plan)
         response = web.StreamResponse(headers=self._headers(_SSE, wire, key))
@@ -343,6 +359,26 @@ class MockUpstream:
             tail.append(frame(usage=usage, no_choices=True))
         tail.append(sse.DONE)
         return [frame(role="assistant", content="")], lambda i: frame(content=token_text(i)), tail
+
+    def _legacy_frames(
+        self, payload: Payload, plan: ChatPlan
+    ) -> tuple[list[bytes], Callable[[int], bytes], list[bytes]]:
+        """Legacy completions: one ``text_completion`` chunk per token, the finish, usage when asked."""
+        cid = self._next_id("cmpl-mock")
+        created = int(self._clock.wall())
+        with_usage = payload.include_usage
+        model = payload.model
+
+        def frame(**fields: Any) -> bytes:
+            return _event(completions.chunk(id=cid, created=created, model=model, **fields), with_usage)
+
+        tail = [frame(finish_reason=plan.finish_reason)]
+        if with_usage:
+            prompt, tokens = payload.estimated_prompt_tokens, plan.completion_tokens
+            usage = {"prompt_tokens": prompt, "completion_tokens": tokens, "total_tokens": prompt + tokens}
+            tail.append(frame(usage=usage, no_choices=True))
+        tail.append(sse.DONE)
+        return [], lambda i: frame(text=token_text(i)), tail
 
     def _anthropic_frames(
         self, payload: Payload, plan: ChatPlan

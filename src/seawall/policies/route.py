@@ -31,7 +31,7 @@ from seawall.policies.deployment import DeploymentHandle, outcome_of
 __all__ = ["ModelGroup", "RetrySettings", "Router"]
 
 _SERVES = {
-    Operation.CHAT: frozenset({Operation.CHAT, Operation.MESSAGES, Operation.RESPONSES}),
+    Operation.CHAT: frozenset({Operation.CHAT, Operation.MESSAGES, Operation.RESPONSES, Operation.COMPLETIONS}),
     Operation.EMBEDDINGS: frozenset({Operation.EMBEDDINGS}),
 }
 

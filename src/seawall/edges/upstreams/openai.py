@@ -42,7 +42,7 @@ __all__ = ["OpenAIUpstream"]
 
 # A Responses request reaches the upstream already translated to chat completions (edges/responses.py).
 _PATHS = {Operation.CHAT: "/chat/completions", Operation.RESPONSES: "/chat/completions",
-          Operation.EMBEDDINGS: "/embeddings"}
+          Operation.COMPLETIONS: "/completions", Operation.EMBEDDINGS: "/embeddings"}
 
 
 class _UsageView(msgspec.Struct):
