@@ -128,3 +128,13 @@ def test_anthropic_sdk_tool_use_through_the_gateway(front_door):
                                 tool_choice={"type": "any"}) as stream:
         final = stream.get_final_message()
     assert final.content[0].type == "tool_use" and final.content[0].input == {"city": "mock"}
+
+
+def test_legacy_functions_to_an_anthropic_deployment_are_a_clear_400(front_door):
+    """Issue 12 defect 7."""
+    with pytest.raises(openai.BadRequestError) as info:
+        client(front_door).chat.completions.create(
+            model="claude", messages=[{"role": "user", "content": "x"}],
+            functions=[{"name": "get_weather", "parameters": WEATHER}])
+    assert info.value.code == "untranslatable" and info.value.param == "functions"
+    assert "'tools'" in info.value.message
