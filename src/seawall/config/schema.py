@@ -117,6 +117,31 @@ class Lane(_Strict):
     min_criticality: _CRITICALITIES = "critical"
 
 
+class CorsSettings(_Strict):
+    """Cross-origin access for browser clients; off unless ``allow_origins`` lists an origin (or ``*``)."""
+
+    allow_origins: list[str] = Field(default_factory=list, description="exact origins, e.g."
+                                     " https://app.example.com, or '*' for any")
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE", "OPTIONS"])
+    allow_headers: list[str] = Field(default_factory=lambda: [
+        "authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta", "x-request-id",
+        "x-request-timeout", "openai-organization", "openai-project"], description="'*' allows any")
+    expose_headers: list[str] = Field(default_factory=lambda: [
+        "x-request-id", "request-id", "retry-after", "retry-after-ms", "x-seawall-reason", "x-should-retry",
+        "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+        "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"])
+    allow_credentials: bool = False
+    max_age_s: int = Field(600, ge=0, le=86400, description="how long a browser may cache a preflight")
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not (origin.startswith(("http://", "https://")) and origin.count("/") == 2):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path) or '*'")
+        return value
+
+
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -125,6 +150,7 @@ class ServerSettings(_Strict):
     max_timeout_s: float = Field(600.0, gt=0, le=7200)
     admin_key_env: str | None = Field(None, description="env var with a key that may read /admin")
     lanes: list[Lane] = Field(default_factory=list)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
 
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"

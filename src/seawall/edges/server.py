@@ -27,6 +27,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from seawall.core.errors import GatewayError, InvalidRequest, ModelNotFound, PayloadTooLarge, PermissionDenied
 from seawall.core.types import Operation, Payload, Request, Response
+from seawall.edges.cors import Cors
+from seawall.edges.count_tokens import CountTokensEndpoint
 from seawall.edges.metrics import CONTENT_TYPE_LATEST
 from seawall.edges.responses import ResponsesEndpoint
 from seawall.providers import anthropic, completions, openai
@@ -129,6 +131,7 @@ class GatewayApp:
         self.default_timeout_s = runtime.config.server.default_timeout_s
         self.max_timeout_s = runtime.config.server.max_timeout_s
         self.clock = runtime.clock
+        self.cors = Cors.from_settings(runtime.config.server.cors)  # None: off (the default)
         self._prefix = os.urandom(4).hex()
         self._seq = itertools.count(1)
         self.responses = ResponsesEndpoint(runtime, runtime.responses_store)
@@ -137,6 +140,8 @@ class GatewayApp:
             "/v1/embeddings": _Route("POST", Operation.EMBEDDINGS, openai.parse_embeddings),
             "/v1/completions": _Route("POST", Operation.COMPLETIONS, completions.parse_completions),
             "/v1/messages": _Route("POST", Operation.MESSAGES, anthropic.parse_messages, ANTHROPIC),
+            "/v1/messages/count_tokens": _Route("POST", Operation.COUNT_TOKENS, None, ANTHROPIC,
+                                                serve=CountTokensEndpoint(runtime)),
             "/v1/responses": _Route("POST", Operation.RESPONSES, None, serve=self.responses.create),
             "/v1/models": _Route("GET", None, None),
             "/healthz": _Route("GET", None, None),
@@ -192,10 +197,15 @@ class GatewayApp:
         if route is None:
             route, name, item = self._item_route(path)
         dialect = route.dialect if route is not None else OPENAI
+        if self.cors is not None and "origin" in headers:
+            send = _with_headers(send, self.cors.response_headers(headers["origin"]))
         try:
             if route is None:
                 raise InvalidRequest(f"Unknown path '{path[:200]}'.", status=404, code="unknown_url")
             method = scope["method"]
+            if method == "OPTIONS":  # a preflight, or a client asking what is allowed: no auth, no queue
+                await self._options(route, headers, send, request_id)
+                return
             if method not in route.methods and not (method == "HEAD" and "GET" in route.methods):
                 raise InvalidRequest(f"Method {method} is not allowed on {path[:200]}; "
                                      f"use {' or '.join(sorted(route.methods))}.", status=405,
@@ -379,6 +389,15 @@ class GatewayApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    async def _options(self, route: _Route, headers: dict[str, str], send: Send, request_id: str) -> None:
+        out = [(b"allow", (_allowed(route.methods) + ", OPTIONS").encode()), (b"x-request-id", request_id.encode()),
+               (b"content-length", b"0")]
+        origin = headers.get("origin")
+        if self.cors is not None and origin is not None and "access-control-request-method" in headers:
+            out += self.cors.preflight_headers(origin, headers.get("access-control-request-headers", ""))
+        await send({"type": "http.response.start", "status": 204, "headers": out})
+        await send({"type": "http.response.body", "body": b""})
+
     # -- operational routes -----------------------------------------------------------------
     async def _plain(self, path: str, headers: dict[str, str], scope: Scope, send: Send,
                      request_id: str, item: str = "") -> None:
@@ -422,6 +441,19 @@ class GatewayApp:
 def _allowed(methods: frozenset[str]) -> str:
     """The ``allow`` header of a route: GET routes answer HEAD too."""
     return ", ".join(sorted(methods | {"HEAD"} if "GET" in methods else methods))
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` with ``extra`` added to the response head (CORS on an allowed origin's answers)."""
+    if not extra:
+        return send
+
+    async def sending(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message["headers"], *extra]}
+        await send(message)
+
+    return sending
 
 
 def _client_addr(scope: Scope) -> str:
