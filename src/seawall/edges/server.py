@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from seawall import __version__
 from seawall.core.errors import GatewayError, InvalidRequest, ModelNotFound, PayloadTooLarge, PermissionDenied
 from seawall.core.types import Operation, Payload, Request, Response
+from seawall.edges import openapi
 from seawall.edges.cors import Cors
 from seawall.edges.count_tokens import CountTokensEndpoint
 from seawall.edges.metrics import CONTENT_TYPE_LATEST
@@ -148,7 +150,9 @@ class GatewayApp:
             "/readyz": _Route("GET", None, None),
             "/metrics": _Route("GET", None, None),
             "/admin/admission": _Route("GET", None, None),
+            "/openapi.json": _Route("GET", None, None),
         }
+        self._openapi = msgspec.json.encode(openapi.document(__version__))
         # Paths that end in an id: prefix -> (route, the name _plain knows it by, may the id hold "/").
         # Model ids often do ("meta-llama/Llama-3.1-8B"); response ids never.
         self.item_routes: dict[str, tuple[_Route, str, bool]] = {
@@ -422,6 +426,8 @@ class GatewayApp:
                     for name in groups if principal.may_use(name)]
             await self._send_json(send, 200, msgspec.json.encode({"object": "list", "data": data}),
                                   request_id)
+        elif path == "/openapi.json":
+            await self._send_json(send, 200, self._openapi, request_id)
         elif path == "/v1/models/{id}":
             principal = rt.auth.authenticate(headers, _client_addr(scope))
             groups = rt.router.groups if rt.router is not None else {}

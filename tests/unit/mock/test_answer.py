@@ -70,7 +70,8 @@ def test_anthropic_tool_choice_and_tool_results():
 
 
 def test_json_modes_give_valid_json():
-    assert json.loads(answer({"response_format": {"type": "json_object"}}).text) == {"answer": "tok0 tok1 tok2 tok3 tok4"}
+    text = answer({"response_format": {"type": "json_object"}}).text
+    assert json.loads(text) == {"answer": "tok0 tok1 tok2 tok3 tok4"}
     fmt = {"type": "json_schema", "json_schema": {"name": "w", "schema": WEATHER, "strict": True}}
     assert json.loads(answer({"response_format": fmt}).text) == {"city": "mock", "days": 1}
 
