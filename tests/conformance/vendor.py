@@ -23,6 +23,7 @@ ROOTS = (
     "CreateChatCompletionResponse",
     "CreateChatCompletionStreamResponse",
     "CreateCompletionResponse",
+    "CreateModerationResponse",
     "Model",
     "ListModelsResponse",
 )

@@ -50,6 +50,8 @@ def front_door(e2e_tmp: Path, mock: Proc, resetting: Proc) -> Iterator[Gateway]:
                                                 "base_url": mock.url + "/v1"}]},
             {"name": "broken", "deployments": [{"name": "mock-reset", "base_url": resetting.url + "/v1"}]},
             {"name": "embed", "kind": "embeddings", "deployments": [{"name": "mock-e", "base_url": mock.url + "/v1"}]},
+            {"name": "moderation", "kind": "moderation",
+             "deployments": [{"name": "mock-m", "base_url": mock.url + "/v1"}]},
         ],
         "resilience": resilience,
         "store": {"sqlite_path": str(e2e_tmp / "front-door.db"), "refresh_interval_s": 0.5},

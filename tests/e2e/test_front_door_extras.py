@@ -16,8 +16,8 @@ from tests.e2e.harness import Gateway, Proc, mock_config, start_gateway
 pytestmark = pytest.mark.e2e
 
 ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/responses/resp_1",
-          "/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/v1/models/chat", "/healthz", "/readyz",
-          "/metrics", "/admin/admission", "/openapi.json"]
+          "/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/v1/models/chat", "/v1/moderations",
+          "/healthz", "/readyz", "/metrics", "/admin/admission", "/openapi.json"]
 ORIGIN = "https://app.example.com"
 
 

@@ -95,7 +95,7 @@ class Deployment(_Strict):
 class Model(_Strict):
     name: str = Field(min_length=1)
     deployments: list[Deployment] = Field(min_length=1)
-    kind: Literal["chat", "embeddings"] = "chat"
+    kind: Literal["chat", "embeddings", "moderation"] = "chat"
     balancing: Literal["weighted", "least_inflight", "latency"] = "latency"
 
 

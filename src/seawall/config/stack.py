@@ -56,6 +56,9 @@ from seawall.policies.route import ModelGroup, RetrySettings, Router
 
 __all__ = ["Runtime", "build_runtime"]
 
+#: What a model group of each ``kind`` serves.
+_OPERATIONS = {"chat": Operation.CHAT, "embeddings": Operation.EMBEDDINGS, "moderation": Operation.MODERATIONS}
+
 log = logging.getLogger("seawall")
 
 
@@ -248,7 +251,7 @@ class Runtime:
                     name, upstream.send, breaker, self.clock, weight=dep.weight, priority=dep.priority,
                     ttft_timeout_s=dep.ttft_timeout_s,
                 ))
-            op = Operation.CHAT if model.kind == "chat" else Operation.EMBEDDINGS
+            op = _OPERATIONS[model.kind]
             groups[model.name] = ModelGroup(model.name, op, tuple(deployments), model.balancing)
         return groups
 

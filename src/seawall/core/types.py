@@ -45,6 +45,7 @@ class Criticality(enum.IntEnum):
 class Operation(enum.Enum):
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
+    MODERATIONS = "moderations"
     MESSAGES = "messages"
     COMPLETIONS = "completions"  # legacy text completions, passed through to OpenAI-compatible upstreams
     RESPONSES = "responses"  # OpenAI's Responses API, served as chat completions (edges/responses.py)

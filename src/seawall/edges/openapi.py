@@ -127,6 +127,10 @@ def _schemas() -> dict[str, Any]:
                                              "stream": {"type": "boolean"}}},
         "EmbeddingRequest": {**open_object, "required": ["model", "input"],
                              "properties": {"model": model_field, "input": {}}},
+        "ModerationRequest": {**open_object, "required": ["input"], "description":
+                              "OpenAI's CreateModerationRequest, sent to a model group of kind 'moderation'"
+                              " (without 'model': the first such group).",
+                              "properties": {"model": model_field, "input": {}}},
         "ResponsesRequest": {**open_object, "required": ["model", "input"], "description":
                              "OpenAI's CreateResponse, served through chat completions: function tools only;"
                              " store and previous_response_id in the gateway's database.",
@@ -184,6 +188,8 @@ def document(version: str) -> dict[str, Any]:
             "/v1/completions": _post("Create completion", "CompletionRequest", _ref("OpenAIObject"), tag="OpenAI"),
             "/v1/embeddings": _post("Create embeddings", "EmbeddingRequest", _ref("OpenAIObject"), tag="OpenAI",
                                     stream=False),
+            "/v1/moderations": _post("Create moderation", "ModerationRequest", _ref("OpenAIObject"), tag="OpenAI",
+                                     stream=False),
             "/v1/responses": _post("Create response", "ResponsesRequest", _ref("OpenAIObject"), tag="OpenAI"),
             "/v1/responses/{response_id}": responses_item,
             "/v1/messages": _post("Create message", "MessagesRequest", _ref("AnthropicMessage"), tag="Anthropic",

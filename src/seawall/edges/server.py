@@ -14,6 +14,7 @@ the API's format; a stack trace never reaches a client.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import itertools
 import logging
@@ -33,7 +34,7 @@ from seawall.edges.cors import Cors
 from seawall.edges.count_tokens import CountTokensEndpoint
 from seawall.edges.metrics import CONTENT_TYPE_LATEST
 from seawall.edges.responses import ResponsesEndpoint
-from seawall.providers import anthropic, completions, openai
+from seawall.providers import anthropic, completions, moderations, openai
 
 if TYPE_CHECKING:
     from seawall.config.stack import Runtime
@@ -141,6 +142,9 @@ class GatewayApp:
             "/v1/chat/completions": _Route("POST", Operation.CHAT, openai.parse_chat),
             "/v1/embeddings": _Route("POST", Operation.EMBEDDINGS, openai.parse_embeddings),
             "/v1/completions": _Route("POST", Operation.COMPLETIONS, completions.parse_completions),
+            "/v1/moderations": _Route("POST", Operation.MODERATIONS, functools.partial(
+                moderations.parse_moderations, default_model=next(
+                    (m.name for m in runtime.config.models if m.kind == "moderation"), None))),
             "/v1/messages": _Route("POST", Operation.MESSAGES, anthropic.parse_messages, ANTHROPIC),
             "/v1/messages/count_tokens": _Route("POST", Operation.COUNT_TOKENS, None, ANTHROPIC,
                                                 serve=CountTokensEndpoint(runtime)),

@@ -49,7 +49,7 @@ from seawall.mock.model import (
 )
 from seawall.mock.servers import TTFT_BUCKETS_S, Accepted, BatchingServer, RateLimitState, Refused
 from seawall.mock.stats import MockStats
-from seawall.providers import anthropic, completions, openai, sse
+from seawall.providers import anthropic, completions, moderations, openai, sse
 
 __all__ = ["MockUpstream"]
 
@@ -133,6 +133,7 @@ class MockUpstream:
             ("POST", "/v1/messages"): self._messages,
             ("POST", "/v1/completions"): self._completions,
             ("POST", "/v1/embeddings"): self._embeddings,
+            ("POST", "/v1/moderations"): self._moderations,
             ("GET", "/v1/models"): self._models,
             ("GET", "/mock/stats"): self._get_stats,
             ("POST", "/mock/reset-stats"): self._reset_stats,
@@ -358,6 +359,35 @@ class MockUpstream:
         return [], lambda i: frame(text=answer.pieces[i]), tail
 
     # -- embeddings and models --------------------------------------------------------------------
+
+    async def _moderations(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A keyword classifier in OpenAI's category schema (providers/moderations.py), after the
+        base latency; faults as for embeddings. No capacity model: classifiers are cheap."""
+        raw = await request.read()
+        try:
+            payload = moderations.parse_moderations(raw, default_model="omni-moderation-latest")
+            overrides = _overrides(request, payload.body)
+        except InvalidRequest as err:
+            self.stats.invalid_400 += 1
+            return _error(err)
+        config = self.config
+        fault = _fault_for(config, overrides, self._rng.random())
+        key = _api_key(request)
+        rejection = self._injected(fault, _OPENAI, key)
+        if rejection is not None:
+            return rejection
+        self.stats.enter()
+        try:
+            await self._clock.sleep(config.base_latency_s if overrides.latency_s is None else overrides.latency_s)
+            if fault is Fault.ERROR:
+                return self._server_error(_OPENAI)
+            if fault is Fault.RESET:
+                return self._reset(request, None)
+            body = moderations.response(payload.body, id=self._next_id("modr-mock"))
+            self.stats.served += 1
+            return web.Response(body=body, headers=self._headers(_JSON, _OPENAI, key))
+        finally:
+            self.stats.in_flight -= 1
 
     async def _embeddings(self, request: web.BaseRequest) -> web.StreamResponse:
         raw = await request.read()

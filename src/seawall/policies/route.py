@@ -33,6 +33,7 @@ __all__ = ["ModelGroup", "RetrySettings", "Router"]
 _SERVES = {
     Operation.CHAT: frozenset({Operation.CHAT, Operation.MESSAGES, Operation.RESPONSES, Operation.COMPLETIONS}),
     Operation.EMBEDDINGS: frozenset({Operation.EMBEDDINGS}),
+    Operation.MODERATIONS: frozenset({Operation.MODERATIONS}),
 }
 
 

@@ -120,11 +120,11 @@ class AnthropicUpstream(HttpUpstream):
                 f"Deployment '{self.name}' speaks the Anthropic Messages API, which has no embeddings.",
                 param="model", code="unsupported_operation",
             )
-        if request.operation is Operation.COMPLETIONS:
-            raise InvalidRequest(
-                f"Deployment '{self.name}' speaks the Anthropic Messages API, which has no legacy completions;"
-                " use /v1/chat/completions.", param="model", code="unsupported_operation",
-            )
+        if request.operation is Operation.COMPLETIONS or request.operation is Operation.MODERATIONS:
+            what = "legacy completions; use /v1/chat/completions" if request.operation is Operation.COMPLETIONS \
+                else "moderations"
+            raise InvalidRequest(f"Deployment '{self.name}' speaks the Anthropic Messages API, which has no {what}.",
+                                 param="model", code="unsupported_operation")
         headers = {**self._headers, "x-request-id": request.id}
         if request.api == "anthropic":
             beta = request.headers.get("anthropic-beta")

@@ -42,7 +42,8 @@ __all__ = ["OpenAIUpstream"]
 
 # A Responses request reaches the upstream already translated to chat completions (edges/responses.py).
 _PATHS = {Operation.CHAT: "/chat/completions", Operation.RESPONSES: "/chat/completions",
-          Operation.COMPLETIONS: "/completions", Operation.EMBEDDINGS: "/embeddings"}
+          Operation.COMPLETIONS: "/completions", Operation.EMBEDDINGS: "/embeddings",
+          Operation.MODERATIONS: "/moderations"}
 
 
 class _UsageView(msgspec.Struct):
