@@ -89,3 +89,15 @@ def test_openapi_json_is_served_without_a_key(front_door):
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     doc = r.json()
     assert doc["openapi"] == "3.1.0" and "/v1/responses/{response_id}" in doc["paths"]
+
+
+def test_head_answers_at_once_on_the_new_routes(front_door):
+    auth = {"authorization": f"Bearer {front_door.keys['enterprise']}"}
+    for path, headers, status in (("/openapi.json", {}, 200), ("/v1/models/chat", auth, 200),
+                                  ("/v1/responses/resp_missing", auth, 404), ("/v1/responses/resp_x", {}, 401),
+                                  ("/v1/responses", auth, 405), ("/v1/completions", auth, 405),
+                                  ("/v1/moderations", auth, 405), ("/v1/messages/count_tokens", auth, 405)):
+        started = time.monotonic()
+        r = httpx.head(front_door.url + path, headers=headers, timeout=5)
+        assert time.monotonic() - started < 0.5, path
+        assert r.status_code == status and r.content == b"", path
