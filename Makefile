@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# make run PORT=9000 (HOST=0.0.0.0): the same as `seawall run --port 9000 --host 0.0.0.0`.
 run: $(STAMP)
-	$(BIN)/seawall run
+	$(BIN)/seawall run $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

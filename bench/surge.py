@@ -7,8 +7,9 @@ back to 1x. The same load runs through seawall with admission control and throug
 configuration (admission off, single attempt): a pass-through that forwards everything.
 
 Reported per configuration, step and tier: success rate, p50/p99 latency of successes, shed (429/
-503) response p99, goodput as a fraction of the upstream's knee (measured on it first), gateway RSS, and the time after the
-surge until the admission limit and the success rates are back to normal.
+503) response p99, goodput as a fraction of the upstream's knee (measured on it first), gateway
+RSS, and the time after the surge until the admission limit and the success rates are back to
+normal.
 
 The defaults are scaled to what one 2-core machine can offer *and* absorb: 8 in flight x 200 ms =
 40 req/s of capacity, so 50x is 2,000 req/s of offered load (the load generator, the gateway and

@@ -11,7 +11,7 @@ ROOT = Path(seawall.__file__).parent
 
 # package -> the seawall packages it may import (itself always allowed)
 ALLOWED = {
-    "core": {"core"},
+    "core": {"core", "env"},
     "algorithms": {"algorithms", "core"},
     "providers": {"providers", "core"},
     "auth": {"auth", "core", "env", "algorithms"},

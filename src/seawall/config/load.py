@@ -37,6 +37,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "kind": "embeddings",
             "deployments": [{"name": "sim-embed-local", "provider": "mock"}],
         },
+        {
+            "name": "sim-moderation",
+            "kind": "moderation",
+            "deployments": [{"name": "sim-moderation-local", "provider": "mock"}],
+        },
     ],
 }
 

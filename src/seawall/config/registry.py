@@ -123,10 +123,13 @@ def make_handle(name: str, send: Send, dep: Deployment, breaker: BreakerSettings
                             ttft_timeout_s=dep.ttft_timeout_s)
 
 
+#: What a model group of each ``kind`` serves.
+OPERATIONS = {"chat": Operation.CHAT, "embeddings": Operation.EMBEDDINGS, "moderation": Operation.MODERATIONS}
+
+
 def make_groups(config: Config, handles: Mapping[str, Sequence[DeploymentHandle]]) -> dict[str, ModelGroup]:
     """The model groups of ``config``, from each model's deployment handles (in config order)."""
-    return {model.name: ModelGroup(model.name, Operation.CHAT if model.kind == "chat" else Operation.EMBEDDINGS,
-                                   tuple(handles[model.name]), model.balancing)
+    return {model.name: ModelGroup(model.name, OPERATIONS[model.kind], tuple(handles[model.name]), model.balancing)
             for model in config.models}
 
 

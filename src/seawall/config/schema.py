@@ -111,7 +111,7 @@ class Deployment(_Strict):
 class Model(_Strict):
     name: str = Field(min_length=1)
     deployments: list[Deployment] = Field(min_length=1)
-    kind: Literal["chat", "embeddings"] = "chat"
+    kind: Literal["chat", "embeddings", "moderation"] = "chat"
     balancing: Literal["weighted", "least_inflight", "latency"] = "latency"
 
 
@@ -131,6 +131,31 @@ class Lane(_Strict):
     name: str = Field(min_length=1, pattern=r"^[a-z0-9_\-]+$")
     port: int = Field(ge=1, le=65535)
     min_criticality: _CRITICALITIES = "critical"
+
+
+class CorsSettings(_Strict):
+    """Cross-origin access for browser clients; off unless ``allow_origins`` lists an origin (or ``*``)."""
+
+    allow_origins: list[str] = Field(default_factory=list, description="exact origins, e.g."
+                                     " https://app.example.com, or '*' for any")
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE", "OPTIONS"])
+    allow_headers: list[str] = Field(default_factory=lambda: [
+        "authorization", "content-type", "x-api-key", "anthropic-version", "anthropic-beta", "x-request-id",
+        "x-request-timeout", "openai-organization", "openai-project"], description="'*' allows any")
+    expose_headers: list[str] = Field(default_factory=lambda: [
+        "x-request-id", "request-id", "retry-after", "retry-after-ms", "x-seawall-reason", "x-should-retry",
+        "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+        "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"])
+    allow_credentials: bool = False
+    max_age_s: int = Field(600, ge=0, le=86400, description="how long a browser may cache a preflight")
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not (origin.startswith(("http://", "https://")) and origin.count("/") == 2):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path) or '*'")
+        return value
 
 
 class ServerSettings(_Strict):
@@ -154,6 +179,7 @@ class ServerSettings(_Strict):
     max_timeout_s: float = Field(600.0, gt=0, le=7200)
     admin_key_env: str | None = Field(None, description="env var with a key that may read /admin")
     lanes: list[Lane] = Field(default_factory=list)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
 
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -166,6 +192,8 @@ class StoreSettings(_Strict):
     ledger_flush_interval_s: float = Field(0.5, gt=0, le=60, description="a finished request is in the"
                                            " ledger database at most this long after it was answered")
     ledger_spill_path: str = "./.seawall/ledger-spill.jsonl"
+    responses_retention_s: float = Field(30 * 86400.0, gt=0, description="Responses API responses kept"
+                                         " with store: true are readable and continuable this long (OpenAI: 30 days)")
     # Beyond one machine (see docs/decisions.md "Many replicas"): Redis for shared quota counters,
     # PostgreSQL for keys and the ledger. The top-level ``redis_url``/``database_url`` say the same.
     redis_url: str | None = Field(None, description="redis://host:port/db; shared quota counters")

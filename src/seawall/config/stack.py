@@ -37,7 +37,8 @@ from seawall.edges.ledger import Ledger, LedgerRecord
 from seawall.edges.looplag import LoopLagMonitor
 from seawall.edges.metrics import GatewayMetrics
 from seawall.edges.quota import QuotaService
-from seawall.edges.stores import KeyAdmin, key_store_for, ledger_sink_for
+from seawall.edges.stores import KeyAdmin, key_store_for, ledger_sink_for, response_store_for
+from seawall.edges.stores.stored_response import ResponseStore, StoredResponse
 from seawall.edges.upstreams import Upstream
 from seawall.env import Clock, Rng, SystemClock, SystemRng
 from seawall.policies.admission import AdmissionPolicy
@@ -69,6 +70,7 @@ class Runtime:
     handler: Handler = field(default_factory=lambda: _not_started)
     upstreams: list[Upstream] = field(default_factory=list)
     ledger: Ledger | None = None
+    responses_store: ResponseStore = field(default_factory=lambda: _NoResponseStore())
     gates: dict[str, AdmissionGate] = field(default_factory=dict)
     lane: Lane | None = None  # this process serves one lane (see policies/lane.py)
     loop_lag: LoopLagMonitor | None = None
@@ -102,7 +104,15 @@ class Runtime:
         policies = [policy for _, build in STACK if (policy := build(self)) is not None]
         self._start_metrics_pollers(self.router)
         self.handler = compose(policies, self.router)
+        await self._purge_responses()
         self.started = True
+
+    async def _purge_responses(self) -> None:
+        """Drop stored Responses API responses past their retention (reads never see them anyway)."""
+        try:
+            await self.responses_store.purge(self.clock.wall() - self.config.store.responses_retention_s)
+        except Exception as exc:  # a store that is down now is no reason not to serve
+            log.warning("could not purge old responses: %s", exc)
 
     def _start_metrics_pollers(self, router: Router) -> None:
         """One poller per deployment with a ``metrics_url``: its queue feeds the group's limit and
@@ -218,6 +228,7 @@ class Runtime:
             await runner.cleanup()
         if self.ledger is not None:
             await self.ledger.stop()
+        await self.responses_store.close()
         if self.loop_lag is not None:
             await self.loop_lag.stop()
         self.started = False
@@ -270,6 +281,25 @@ STACK: list[tuple[str, Callable[[Runtime], Policy | None]]] = [
 ]
 
 
+class _NoResponseStore:
+    """A runtime built without a database (tests that assemble one by hand) keeps no responses."""
+
+    async def put(self, record: StoredResponse) -> None:
+        return None
+
+    async def get(self, response_id: str, tenant: str, since_s: float) -> StoredResponse | None:
+        return None
+
+    async def delete(self, response_id: str, tenant: str) -> bool:
+        return False
+
+    async def purge(self, before_s: float) -> int:
+        return 0
+
+    async def close(self) -> None:
+        return None
+
+
 async def _not_started(request: Request) -> Response:
     raise Overloaded("The gateway is starting.", reason="starting", retry_after_s=1.0)
 
@@ -306,7 +336,8 @@ def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None
         ledger = Ledger(ledger_sink_for(config), config.store.ledger_spill_path,
                         clock=clock, flush_interval_s=config.store.ledger_flush_interval_s)
     return Runtime(config=config, clock=clock, rng=rng, metrics=metrics, store=store, keys=keys, auth=auth,
-                   ledger=ledger, quota=build_quota(config, clock, processes))
+                   ledger=ledger, quota=build_quota(config, clock, processes),
+                   responses_store=response_store_for(config))
 
 
 def build_quota(config: Config, clock: Clock, processes: int = 1) -> QuotaPolicy[QuotaService] | None:

@@ -45,7 +45,11 @@ class Criticality(enum.IntEnum):
 class Operation(enum.Enum):
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
+    MODERATIONS = "moderations"
     MESSAGES = "messages"
+    COMPLETIONS = "completions"  # legacy text completions, passed through to OpenAI-compatible upstreams
+    RESPONSES = "responses"  # OpenAI's Responses API, served as chat completions (edges/responses.py)
+    COUNT_TOKENS = "count_tokens"  # answered at the edge (edges/count_tokens.py), never routed
 
 
 @dataclass(frozen=True, slots=True)

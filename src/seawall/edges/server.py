@@ -25,18 +25,24 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from seawall import __version__
 from seawall.core.errors import (
     GatewayError,
     InvalidRequest,
+    ModelNotFound,
     PayloadTooLarge,
     PermissionDenied,
     advertised_retry_after_s,
     retry_after_ms,
 )
 from seawall.core.types import Operation, Payload, Request, Response
+from seawall.edges import openapi
+from seawall.edges.cors import Cors
+from seawall.edges.count_tokens import CountTokensEndpoint
 from seawall.edges.http_limits import ConnectionLimits, LimitedHttpProtocol
 from seawall.edges.metrics import CONTENT_TYPE_LATEST
-from seawall.providers import anthropic, openai
+from seawall.edges.responses import ResponsesEndpoint
+from seawall.providers import anthropic, completions, moderations, openai
 
 if TYPE_CHECKING:
     from seawall.config.schema import ServerSettings
@@ -77,15 +83,24 @@ ANTHROPIC = _Dialect("anthropic", lambda err, rid: anthropic.error_body(err, req
                      anthropic.status_for, anthropic.error_event)
 
 
+Serve = Callable[[Request], Awaitable[Response]]
+
+
 class _Route:
-    __slots__ = ("dialect", "method", "operation", "parse")
+    """``method`` may list several (``"GET,DELETE"``); ``serve`` replaces the policy stack's handler
+    for an API route that translates before it (``/v1/responses``)."""
+
+    __slots__ = ("dialect", "method", "methods", "operation", "parse", "serve")
 
     def __init__(self, method: str, operation: Operation | None,
-                 parse: Callable[[bytes], Payload] | None, dialect: _Dialect = OPENAI) -> None:
+                 parse: Callable[[bytes], Payload] | None, dialect: _Dialect = OPENAI,
+                 serve: Serve | None = None) -> None:
         self.method = method
+        self.methods = frozenset(method.split(","))
         self.operation = operation
         self.parse = parse
         self.dialect = dialect
+        self.serve = serve
 
 
 def error_headers(err: GatewayError) -> list[tuple[bytes, bytes]]:
@@ -124,17 +139,34 @@ class GatewayApp:
         self.default_timeout_s = runtime.config.server.default_timeout_s
         self.max_timeout_s = runtime.config.server.max_timeout_s
         self.clock = runtime.clock
+        self.cors = Cors.from_settings(runtime.config.server.cors)  # None: off (the default)
         self._prefix = os.urandom(4).hex()
         self._seq = itertools.count(1)
+        self.responses = ResponsesEndpoint(runtime, runtime.responses_store)
         self.routes: dict[str, _Route] = {
             "/v1/chat/completions": _Route("POST", Operation.CHAT, openai.parse_chat),
             "/v1/embeddings": _Route("POST", Operation.EMBEDDINGS, openai.parse_embeddings),
+            "/v1/completions": _Route("POST", Operation.COMPLETIONS, completions.parse_completions),
+            "/v1/moderations": _Route("POST", Operation.MODERATIONS, functools.partial(
+                moderations.parse_moderations, default_model=next(
+                    (m.name for m in runtime.config.models if m.kind == "moderation"), None))),
             "/v1/messages": _Route("POST", Operation.MESSAGES, anthropic.parse_messages, ANTHROPIC),
+            "/v1/messages/count_tokens": _Route("POST", Operation.COUNT_TOKENS, None, ANTHROPIC,
+                                                serve=CountTokensEndpoint(runtime)),
+            "/v1/responses": _Route("POST", Operation.RESPONSES, None, serve=self.responses.create),
             "/v1/models": _Route("GET", None, None),
             "/healthz": _Route("GET", None, None),
             "/readyz": _Route("GET", None, None),
             "/metrics": _Route("GET", None, None),
             "/admin/admission": _Route("GET", None, None),
+            "/openapi.json": _Route("GET", None, None),
+        }
+        self._openapi = msgspec.json.encode(openapi.document(__version__))
+        # Paths that end in an id: prefix -> (route, the name _plain knows it by, may the id hold "/").
+        # Model ids often do ("meta-llama/Llama-3.1-8B"); response ids never.
+        self.item_routes: dict[str, tuple[_Route, str, bool]] = {
+            "/v1/responses/": (_Route("GET,DELETE", None, None), "/v1/responses/{id}", False),
+            "/v1/models/": (_Route("GET", None, None), "/v1/models/{id}", True),
         }
         self.connection_limits = ConnectionLimits.of(runtime.config.server)  # read by HttpProtocol
         _bind_body_limits(self.routes.values(), runtime.config.server)
@@ -174,19 +206,27 @@ class GatewayApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = self._request_id(headers)
-        route = self.routes.get(scope["path"])
+        path: str = scope["path"]
+        route = self.routes.get(path)
+        name, item = path, ""
+        if route is None:
+            route, name, item = self._item_route(path)
         dialect = route.dialect if route is not None else OPENAI
+        if self.cors is not None and "origin" in headers:
+            send = _with_headers(send, self.cors.response_headers(headers["origin"]))
         try:
             if route is None:
-                raise InvalidRequest(f"Unknown path '{scope['path'][:200]}'.", status=404,
-                                     code="unknown_url")
+                raise InvalidRequest(f"Unknown path '{path[:200]}'.", status=404, code="unknown_url")
             method = scope["method"]
-            if method != route.method and not (method == "HEAD" and route.method == "GET"):
-                raise InvalidRequest(f"Method {method} is not allowed on {scope['path']}; "
-                                     f"use {route.method}.", status=405, code="method_not_allowed",
-                                     headers=[("allow", _allowed(route.method))])
+            if method == "OPTIONS":  # a preflight, or a client asking what is allowed: no auth, no queue
+                await self._options(route, headers, send, request_id)
+                return
+            if method not in route.methods and not (method == "HEAD" and "GET" in route.methods):
+                raise InvalidRequest(f"Method {method} is not allowed on {path[:200]}; "
+                                     f"use {' or '.join(sorted(route.methods))}.", status=405,
+                                     code="method_not_allowed", headers=[("allow", _allowed(route.methods))])
             if route.operation is None:
-                await self._plain(scope["path"], headers, scope, send, request_id)
+                await self._plain(name, headers, scope, send, request_id, item)
                 return
             await self._api(route, scope, headers, request_id, receive, send)
         except GatewayError as err:
@@ -196,6 +236,14 @@ class GatewayApp:
         except Exception:
             log.exception("unhandled error on %s (request %s)", scope.get("path"), request_id)
             await self._send_error(send, GatewayError("Internal gateway error."), request_id, dialect)
+
+    def _item_route(self, path: str) -> tuple[_Route | None, str, str]:
+        for prefix, (route, name, slashes) in self.item_routes.items():
+            if path.startswith(prefix):
+                item = path[len(prefix):]
+                if item and (slashes or "/" not in item):
+                    return route, name, item
+        return None, path, ""
 
     # -- API routes -------------------------------------------------------------------------
     async def _api(self, route: _Route, scope: Scope, headers: dict[str, str], request_id: str,
@@ -231,7 +279,8 @@ class GatewayApp:
         else:
             watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            response = await self.runtime.handler(request)
+            serve = route.serve
+            response = await (serve(request) if serve is not None else self.runtime.handler(request))
             if response.stream is None:
                 await self._send_body(send, response, request_id, route.dialect)
             else:
@@ -355,9 +404,18 @@ class GatewayApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    async def _options(self, route: _Route, headers: dict[str, str], send: Send, request_id: str) -> None:
+        out = [(b"allow", (_allowed(route.methods) + ", OPTIONS").encode()), (b"x-request-id", request_id.encode()),
+               (b"content-length", b"0")]
+        origin = headers.get("origin")
+        if self.cors is not None and origin is not None and "access-control-request-method" in headers:
+            out += self.cors.preflight_headers(origin, headers.get("access-control-request-headers", ""))
+        await send({"type": "http.response.start", "status": 204, "headers": out})
+        await send({"type": "http.response.body", "body": b""})
+
     # -- operational routes -----------------------------------------------------------------
     async def _plain(self, path: str, headers: dict[str, str], scope: Scope, send: Send,
-                     request_id: str) -> None:
+                     request_id: str, item: str = "") -> None:
         rt = self.runtime
         if path == "/healthz":
             await self._send_json(send, 200, b'{"status":"ok"}', request_id)
@@ -379,6 +437,22 @@ class GatewayApp:
                     for name in groups if principal.may_use(name)]
             await self._send_json(send, 200, msgspec.json.encode({"object": "list", "data": data}),
                                   request_id)
+        elif path == "/openapi.json":
+            await self._send_json(send, 200, self._openapi, request_id)
+        elif path == "/v1/models/{id}":
+            principal = rt.auth.authenticate(headers, _client_addr(scope))
+            groups = rt.router.groups if rt.router is not None else {}
+            if item not in groups or not principal.may_use(item):  # a forbidden model is not revealed
+                raise ModelNotFound(f"The model '{item[:200]}' does not exist.", param="model")
+            model = {"id": item, "object": "model", "created": 0, "owned_by": "seawall"}
+            await self._send_json(send, 200, msgspec.json.encode(model), request_id)
+        elif path == "/v1/responses/{id}":
+            addr = _client_addr(scope)
+            if scope["method"] == "DELETE":
+                body = await self.responses.delete(item, headers, addr)
+            else:
+                body = await self.responses.retrieve(item, headers, addr)
+            await self._send_json(send, 200, body, request_id)
 
 
 def _bind_body_limits(routes: Iterable[_Route], server: ServerSettings) -> None:
@@ -392,9 +466,22 @@ def _bind_body_limits(routes: Iterable[_Route], server: ServerSettings) -> None:
         route.parse = bound.get(route.parse, route.parse)
 
 
-def _allowed(method: str) -> str:
+def _allowed(methods: frozenset[str]) -> str:
     """The ``allow`` header of a route: GET routes answer HEAD too."""
-    return "GET, HEAD" if method == "GET" else method
+    return ", ".join(sorted(methods | {"HEAD"} if "GET" in methods else methods))
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` with ``extra`` added to the response head (CORS on an allowed origin's answers)."""
+    if not extra:
+        return send
+
+    async def sending(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message["headers"], *extra]}
+        await send(message)
+
+    return sending
 
 
 def _client_addr(scope: Scope) -> str:

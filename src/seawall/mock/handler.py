@@ -16,6 +16,7 @@ Nothing is printed or logged per request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import math
 from collections.abc import Awaitable, Callable
@@ -29,13 +30,14 @@ from seawall.algorithms.quota import format_reset
 from seawall.core.errors import GatewayError, InvalidRequest, Overloaded, RateLimited
 from seawall.core.types import Payload
 from seawall.env import Clock, Rng, SystemClock, SystemRng
+from seawall.mock import bodies
+from seawall.mock.answer import Answer, answer_for
 from seawall.mock.config import MockConfig
 from seawall.mock.model import (
     ChatPlan,
     Fault,
     Overrides,
     choose_fault,
-    content_text,
     embedding,
     embedding_inputs,
     encode_embedding,
@@ -44,11 +46,10 @@ from seawall.mock.model import (
     plan_chat,
     retry_after_s,
     server_for,
-    token_text,
 )
 from seawall.mock.servers import TTFT_BUCKETS_S, Accepted, BatchingServer, RateLimitState, Refused
 from seawall.mock.stats import MockStats
-from seawall.providers import anthropic, openai, sse
+from seawall.providers import anthropic, completions, moderations, openai, sse
 
 __all__ = ["MockUpstream"]
 
@@ -58,7 +59,6 @@ _SSE = "text/event-stream; charset=utf-8"
 # client asked for ``stream_options.include_usage``, so plain streams drop it.
 _NULL_USAGE_SUFFIX = b',"usage":null}'
 _SERVER_ERROR_MESSAGE = "The server had an error while processing your request. Sorry about that!"
-_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}  # plan finish_reason -> Anthropic's
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -107,6 +107,7 @@ def _rfc3339(wall_s: float) -> str:
 
 
 _OPENAI = _Wire(openai.error_body, lambda err: err.status, _openai_rate_headers, 503)
+_LEGACY = _Wire(openai.error_body, lambda err: err.status, _openai_rate_headers, 503)  # /v1/completions
 _ANTHROPIC = _Wire(anthropic.error_body, anthropic.status_for, _anthropic_rate_headers, anthropic.OVERLOADED_STATUS)
 
 
@@ -130,7 +131,9 @@ class MockUpstream:
         self._routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/completions"): self._completions,
             ("POST", "/v1/embeddings"): self._embeddings,
+            ("POST", "/v1/moderations"): self._moderations,
             ("GET", "/v1/models"): self._models,
             ("GET", "/mock/stats"): self._get_stats,
             ("POST", "/mock/reset-stats"): self._reset_stats,
@@ -166,6 +169,9 @@ class MockUpstream:
     async def _messages(self, request: web.BaseRequest) -> web.StreamResponse:
         return await self._generate(request, _ANTHROPIC)
 
+    async def _completions(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await self._generate(request, _LEGACY)
+
     async def _generate(self, request: web.BaseRequest, wire: _Wire) -> web.StreamResponse:
         """One completion in ``wire``'s format: validate, draw a fault, admit, then answer."""
         raw = await request.read()
@@ -175,6 +181,9 @@ class MockUpstream:
                     raise InvalidRequest("anthropic-version: header is required", param="anthropic-version")
                 payload = anthropic.parse_messages(raw)
                 max_tokens = payload.max_tokens
+            elif wire is _LEGACY:
+                payload = completions.parse_completions(raw)
+                max_tokens = payload.body.get("max_tokens", completions.DEFAULT_MAX_TOKENS)
             else:
                 payload = openai.parse_chat(raw)
                 max_tokens = payload.body.get("max_completion_tokens")
@@ -192,7 +201,11 @@ class MockUpstream:
         rejection = self._injected(fault, wire, key)
         if rejection is not None:
             return rejection
-        plan = plan_chat(config, max_tokens, overrides)
+        answer = answer_for(payload.body, anthropic=wire is _ANTHROPIC,
+                            text_tokens=plan_chat(config, None, overrides).completion_tokens,
+                            max_tokens=max_tokens, call_id=self._next_id("call_mock"))
+        plan = dataclasses.replace(plan_chat(config, None, overrides), completion_tokens=len(answer.pieces),
+                                   finish_reason=answer.finish_reason)
         prompt = payload.estimated_prompt_tokens
         sample = self._rng.random() if server.behaviour == "hosted" else 1.0
         admitted = server.submit(
@@ -209,8 +222,8 @@ class MockUpstream:
         self.stats.enter()
         try:
             if payload.stream:
-                return await self._stream(request, config, payload, plan, timeline, fault, wire, key)
-            return await self._complete(request, config, payload, plan, timeline, fault, wire, key)
+                return await self._stream(request, config, payload, answer, plan, timeline, fault, wire, key)
+            return await self._complete(request, config, payload, answer, plan, timeline, fault, wire, key)
         except asyncio.CancelledError:
             self.stats.cancelled += 1
             raise
@@ -223,6 +236,7 @@ class MockUpstream:
         request: web.BaseRequest,
         config: MockConfig,
         payload: Payload,
+        answer: Answer,
         plan: ChatPlan,
         timeline: _Timeline,
         fault: Fault | None,
@@ -239,26 +253,19 @@ class MockUpstream:
         if fault is Fault.STALL:
             self.stats.stalls += 1
             await clock.sleep(config.stall_s)
-        tokens = plan.completion_tokens
+        prompt = payload.estimated_prompt_tokens
         if wire is _ANTHROPIC:
-            body = anthropic.message(
-                id=self._next_id("msg_mock"),
-                model=payload.model,
-                content=content_text(tokens),
-                stop_reason=_STOP_REASONS[plan.finish_reason],
-                input_tokens=payload.estimated_prompt_tokens,
-                output_tokens=tokens,
+            body = bodies.anthropic_message(answer, id=self._next_id("msg_mock"), model=payload.model,
+                                            input_tokens=prompt)
+        elif wire is _LEGACY:
+            body = completions.completion(
+                id=self._next_id("cmpl-mock"), created=int(self._clock.wall()), model=payload.model,
+                text=answer.text, finish_reason=answer.finish_reason,
+                prompt_tokens=prompt, completion_tokens=len(answer.pieces),
             )
         else:
-            body = openai.completion(
-                id=self._next_id("chatcmpl-mock"),
-                created=int(self._clock.wall()),
-                model=payload.model,
-                content=content_text(tokens),
-                finish_reason=plan.finish_reason,
-                prompt_tokens=payload.estimated_prompt_tokens,
-                completion_tokens=tokens,
-            )
+            body = bodies.chat_body(answer, payload.body, id=self._next_id("chatcmpl-mock"),
+                                    created=int(self._clock.wall()), model=payload.model, prompt_tokens=prompt)
         self.stats.served += 1
         return web.Response(body=body, headers=self._headers(_JSON, wire, key))
 
@@ -267,6 +274,7 @@ class MockUpstream:
         request: web.BaseRequest,
         config: MockConfig,
         payload: Payload,
+        answer: Answer,
         plan: ChatPlan,
         timeline: _Timeline,
         fault: Fault | None,
@@ -283,9 +291,15 @@ class MockUpstream:
         tokens = plan.completion_tokens
         piece: Callable[[int], bytes]
         if wire is _ANTHROPIC:
-            head, piece, tail = self._anthropic_frames(payload, plan)
+            head, piece, tail = bodies.anthropic_frames(answer, id=self._next_id("msg_mock"), model=payload.model,
+                                                        input_tokens=payload.estimated_prompt_tokens)
+        elif wire is _LEGACY:
+            head, piece, tail = self._legacy_frames(payload, answer)
         else:
-            head, piece, tail = self._openai_frames(payload, plan)
+            head, piece, tail = bodies.chat_frames(
+                answer, payload.body, id=self._next_id("chatcmpl-mock"), created=int(self._clock.wall()),
+                model=payload.model, prompt_tokens=payload.estimated_prompt_tokens,
+                include_usage=payload.include_usage)
         response = web.StreamResponse(headers=self._headers(_SSE, wire, key))
         fault_at = min(config.fault_after_chunks, tokens) if fault in (Fault.RESET, Fault.STALL) else -1
         pending = head
@@ -324,44 +338,56 @@ class MockUpstream:
         self.stats.served += 1
         return response
 
-    def _openai_frames(
-        self, payload: Payload, plan: ChatPlan
+    def _legacy_frames(
+        self, payload: Payload, answer: Answer
     ) -> tuple[list[bytes], Callable[[int], bytes], list[bytes]]:
-        """The role chunk, one chunk per token, then finish (+ usage when asked) and ``[DONE]``."""
-        cid = self._next_id("chatcmpl-mock")
+        """Legacy completions: one ``text_completion`` chunk per token, the finish, usage when asked."""
+        cid = self._next_id("cmpl-mock")
         created = int(self._clock.wall())
         with_usage = payload.include_usage
         model = payload.model
 
         def frame(**fields: Any) -> bytes:
-            return _event(openai.chunk(id=cid, created=created, model=model, **fields), with_usage)
+            return _event(completions.chunk(id=cid, created=created, model=model, **fields), with_usage)
 
-        tail = [frame(finish_reason=plan.finish_reason)]
+        tail = [frame(finish_reason=answer.finish_reason)]
         if with_usage:
-            prompt, tokens = payload.estimated_prompt_tokens, plan.completion_tokens
+            prompt, tokens = payload.estimated_prompt_tokens, len(answer.pieces)
             usage = {"prompt_tokens": prompt, "completion_tokens": tokens, "total_tokens": prompt + tokens}
             tail.append(frame(usage=usage, no_choices=True))
         tail.append(sse.DONE)
-        return [frame(role="assistant", content="")], lambda i: frame(content=token_text(i)), tail
-
-    def _anthropic_frames(
-        self, payload: Payload, plan: ChatPlan
-    ) -> tuple[list[bytes], Callable[[int], bytes], list[bytes]]:
-        """Anthropic's sequence: message_start, content_block_start, ping, deltas, then the end."""
-        start = anthropic.message_start(
-            id=self._next_id("msg_mock"), model=payload.model, input_tokens=payload.estimated_prompt_tokens
-        )
-        head = [start, anthropic.text_block_start(0), anthropic.PING]
-        tail = [
-            anthropic.content_block_stop(0),
-            anthropic.message_delta(
-                stop_reason=_STOP_REASONS[plan.finish_reason], output_tokens=plan.completion_tokens
-            ),
-            anthropic.MESSAGE_STOP,
-        ]
-        return head, lambda i: anthropic.text_delta(0, token_text(i)), tail
+        return [], lambda i: frame(text=answer.pieces[i]), tail
 
     # -- embeddings and models --------------------------------------------------------------------
+
+    async def _moderations(self, request: web.BaseRequest) -> web.StreamResponse:
+        """A keyword classifier in OpenAI's category schema (providers/moderations.py), after the
+        base latency; faults as for embeddings. No capacity model: classifiers are cheap."""
+        raw = await request.read()
+        try:
+            payload = moderations.parse_moderations(raw, default_model="omni-moderation-latest")
+            overrides = _overrides(request, payload.body)
+        except InvalidRequest as err:
+            self.stats.invalid_400 += 1
+            return _error(err)
+        config = self.config
+        fault = _fault_for(config, overrides, self._rng.random())
+        key = _api_key(request)
+        rejection = self._injected(fault, _OPENAI, key)
+        if rejection is not None:
+            return rejection
+        self.stats.enter()
+        try:
+            await self._clock.sleep(config.base_latency_s if overrides.latency_s is None else overrides.latency_s)
+            if fault is Fault.ERROR:
+                return self._server_error(_OPENAI)
+            if fault is Fault.RESET:
+                return self._reset(request, None)
+            body = moderations.response(payload.body, id=self._next_id("modr-mock"))
+            self.stats.served += 1
+            return web.Response(body=body, headers=self._headers(_JSON, _OPENAI, key))
+        finally:
+            self.stats.in_flight -= 1
 
     async def _embeddings(self, request: web.BaseRequest) -> web.StreamResponse:
         raw = await request.read()

@@ -33,8 +33,9 @@ from seawall.policies.deployment import DeploymentHandle, outcome_of
 __all__ = ["ModelGroup", "RetrySettings", "Router", "no_deployment", "work_units"]
 
 _SERVES = {
-    Operation.CHAT: frozenset({Operation.CHAT, Operation.MESSAGES}),
+    Operation.CHAT: frozenset({Operation.CHAT, Operation.MESSAGES, Operation.RESPONSES, Operation.COMPLETIONS}),
     Operation.EMBEDDINGS: frozenset({Operation.EMBEDDINGS}),
+    Operation.MODERATIONS: frozenset({Operation.MODERATIONS}),
 }
 
 

@@ -20,6 +20,8 @@ Decisions that lose or bend information (kept deliberately small and written dow
   ``logit_bias``, ``service_tier``, ``store``) are dropped. A feature the other side cannot honour
   without changing the answer's shape (``n`` > 1, JSON mode, logprobs, audio/file parts, server
   tools) raises :class:`Untranslatable`, so routing can skip that deployment instead of lying.
+  Legacy ``functions``/``function_call`` are refused the same way (a 400 that says to use ``tools``)
+  rather than dropped: dropped, the model answers as if no function existed.
 * Thinking blocks in responses are not forwarded to OpenAI clients.
 * Cache tokens: OpenAI ``prompt_tokens`` includes cached tokens, Anthropic ``input_tokens`` does not;
   usage is converted accordingly (``cache_read`` <-> ``prompt_tokens_details.cached_tokens``).
@@ -254,6 +256,10 @@ def openai_request_to_anthropic(body: dict[str, Any]) -> dict[str, Any]:
             raise Untranslatable(f"'{name}' is not supported by Anthropic.", param=name)
     if (body.get("n") or 1) > 1:
         raise Untranslatable("'n' > 1 is not supported by Anthropic.", param="n")
+    for name in ("functions", "function_call"):
+        if body.get(name):
+            raise Untranslatable(f"'{name}' (legacy function calling) is not translated to Anthropic; send the"
+                                 " same functions as 'tools' (and 'tool_choice').", param=name)
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type", "text") != "text":
         raise Untranslatable("'response_format' is not translated to Anthropic.", param="response_format")

@@ -8,7 +8,7 @@ from seawall.core.types import Criticality
 
 def test_embedded_default_is_valid():
     config = load_config(None)
-    assert [m.name for m in config.models] == ["sim-small", "sim-embed"]
+    assert [m.name for m in config.models] == ["sim-small", "sim-embed", "sim-moderation"]
     assert config.criticality_of("enterprise") is Criticality.CRITICAL_PLUS
     assert config.server.max_body_bytes == 4 * 1024 * 1024
 

@@ -914,3 +914,16 @@ def test_streams_chain_back_to_the_same_content():
     ]
     assert o2a.usage == Usage(500, 89)
     assert json.loads(data_of(out[-2]))["delta"]["stop_reason"] == "tool_use"
+
+
+@pytest.mark.parametrize("legacy", [
+    {"functions": [{"name": "f", "parameters": {"type": "object"}}]},
+    {"function_call": "auto"},
+    {"function_call": {"name": "f"}},
+])
+def test_legacy_functions_are_refused_for_anthropic_not_dropped(legacy):
+    """Issue 12 defect 7: dropped, the model would answer as if no function existed."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], **legacy}
+    with pytest.raises(t.Untranslatable) as info:
+        t.openai_request_to_anthropic(body)
+    assert info.value.status == 400 and info.value.param in legacy and "'tools'" in info.value.message

@@ -13,8 +13,9 @@ from seawall.auth.keys import KeyRecord, KeyStore
 if TYPE_CHECKING:
     from seawall.config.schema import Config
     from seawall.edges.ledger import LedgerSink
+    from seawall.edges.stores.stored_response import ResponseStore
 
-__all__ = ["KeyAdmin", "key_store_for", "ledger_sink_for", "usage_summary"]
+__all__ = ["KeyAdmin", "key_store_for", "ledger_sink_for", "response_store_for", "usage_summary"]
 
 
 class KeyAdmin(KeyStore, Protocol):
@@ -53,6 +54,19 @@ def ledger_sink_for(config: Config) -> LedgerSink:
     from seawall.edges.stores.sqlite_ledger import SqliteLedgerSink
 
     return SqliteLedgerSink(config.store.sqlite_path)
+
+
+def response_store_for(config: Config) -> ResponseStore:
+    """Where Responses API responses are kept (``store: true``): the same database as keys and ledger."""
+    url = config.shared_database_url
+    if url:
+        from seawall.edges.stores.postgres_responses import PostgresResponseStore
+
+        s = config.store
+        return PostgresResponseStore(url, schema=s.database_schema, timeout_s=s.database_timeout_s)
+    from seawall.edges.stores.sqlite_responses import SqliteResponseStore
+
+    return SqliteResponseStore(config.store.sqlite_path)
 
 
 def usage_summary(config: Config, by: tuple[str, ...], since_ts: float | None) -> list[dict[str, Any]]:

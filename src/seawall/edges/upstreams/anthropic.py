@@ -8,7 +8,7 @@ An OpenAI client's chat request is translated (:mod:`seawall.providers.translate
 Anthropic cannot express raises a 400 :class:`Untranslatable` naming it, before anything is sent.
 The answer comes back as a ``chat.completion``, or as chunks built by
 :class:`AnthropicToOpenAIStream`, with the usage chunk only if the client asked for it. Anthropic
-has no embeddings endpoint: such a request is a 400.
+has no embeddings endpoint and no legacy completions: such a request is a 400.
 
 Anthropic's overload answers (429 ``rate_limit_error``, 529 ``overloaded_error``) become
 :class:`Overloaded` with ``upstream_status``, before the first byte and also as ``error`` events
@@ -120,6 +120,11 @@ class AnthropicUpstream(HttpUpstream):
                 f"Deployment '{self.name}' speaks the Anthropic Messages API, which has no embeddings.",
                 param="model", code="unsupported_operation",
             )
+        if request.operation is Operation.COMPLETIONS or request.operation is Operation.MODERATIONS:
+            what = "legacy completions; use /v1/chat/completions" if request.operation is Operation.COMPLETIONS \
+                else "moderations"
+            raise InvalidRequest(f"Deployment '{self.name}' speaks the Anthropic Messages API, which has no {what}.",
+                                 param="model", code="unsupported_operation")
         headers = {**self._headers, "x-request-id": request.id}
         if request.api == "anthropic":
             beta = request.headers.get("anthropic-beta")

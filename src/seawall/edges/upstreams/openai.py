@@ -40,7 +40,10 @@ from seawall.providers.translate import (
 
 __all__ = ["OpenAIUpstream"]
 
-_PATHS = {Operation.CHAT: "/chat/completions", Operation.EMBEDDINGS: "/embeddings"}
+# A Responses request reaches the upstream already translated to chat completions (edges/responses.py).
+_PATHS = {Operation.CHAT: "/chat/completions", Operation.RESPONSES: "/chat/completions",
+          Operation.COMPLETIONS: "/completions", Operation.EMBEDDINGS: "/embeddings",
+          Operation.MODERATIONS: "/moderations"}
 
 
 class _UsageView(msgspec.Struct):
