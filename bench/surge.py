@@ -233,12 +233,15 @@ async def knee_rps(mock_url: str, capacity: int, level_s: float) -> tuple[float,
             rps = ok / (stop - counted_from)
             flat = flat + 1 if curve and rps < 1.03 * max(v for _, v in curve) else 0
             curve.append((concurrency, rps))
-            if timeouts:
-                break
+            if timeouts and rps > 0.0:
+                break  # past the knee: requests start to time out
             concurrency *= 2
     finally:
         await client.close()
-    return max(v for _, v in curve), curve
+    knee = max(v for _, v in curve)
+    if knee <= 0.0:
+        raise RuntimeError(f"the upstream served nothing while its knee was measured: {curve}")
+    return knee, curve
 
 
 async def run(args: argparse.Namespace) -> str:
