@@ -15,6 +15,10 @@ and, for a body, a request slot. Here (``server.*`` in the config, defaults in
   Past either: 408 if no response has started, and the connection is closed (the request in flight
   is cancelled as for any disconnect); a connection that sent nothing is closed without an answer.
   A client held back by our own flow control is never timed out;
+- a response the client stops reading (the transport's buffer full, our writes paused) for
+  ``response_stall_timeout_s`` closes the connection, which cancels the request and frees its
+  upstream slot (without it, the request's deadline freed the upstream but the connection and the
+  task writing to it stayed for as long as the client kept the socket open);
 - bytes llhttp refuses (request smuggling: Content-Length with Transfer-Encoding, duplicate or
   invalid Content-Length, an obfuscated Transfer-Encoding; NUL or control bytes in the head; a bad
   request line) get uvicorn's 400, in OpenAI's JSON error format instead of plain text.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,11 +59,13 @@ class ConnectionLimits:
     header_timeout_s: float = 10.0
     body_idle_timeout_s: float = 15.0
     body_timeout_s: float = 120.0
+    response_stall_timeout_s: float = 30.0
 
     @classmethod
     def of(cls, server: ServerSettings) -> ConnectionLimits:
         return cls(server.max_header_bytes, server.max_header_count, server.max_url_bytes,
-                   server.header_timeout_s, server.body_idle_timeout_s, server.body_timeout_s)
+                   server.header_timeout_s, server.body_idle_timeout_s, server.body_timeout_s,
+                   server.response_stall_timeout_s)
 
 
 DEFAULT_LIMITS = ConnectionLimits()
@@ -99,38 +106,54 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         limits = self.limits = limits_of(self.app)
         # No timer is armed further ahead than this, so one armed for an earlier phase never fires
         # later than the current phase's deadline: nothing to cancel when a phase ends or begins.
-        self._horizon_s = min(limits.header_timeout_s, limits.body_idle_timeout_s, limits.body_timeout_s)
+        self._horizon_s = min(limits.header_timeout_s, limits.body_idle_timeout_s, limits.body_timeout_s,
+                              limits.response_stall_timeout_s)
         self._refusal: tuple[int, str, str] | None = None
         self._phase = 0
         self._head_bytes = 0  # bytes of this head in the reads before the current one
         self._read_bytes = 0  # the current read's size
         self._started_s = 0.0  # the phase's start (loop time)
         self._progress_s = 0.0  # the body's last bytes (loop time)
+        self._stalled_s: float | None = None  # since when the client has not read what we wrote
         self._timer: asyncio.TimerHandle | None = None
 
     # -- timers ------------------------------------------------------------------------------
     def _watch(self, phase: int) -> None:
         self._phase = phase
-        now = self._started_s = self._progress_s = self.loop.time()
+        self._started_s = self._progress_s = self.loop.time()
+        self._arm()
+
+    def _arm(self) -> None:
         if self._timer is None:
-            self._timer = self.loop.call_at(min(self._due_s(), now + self._horizon_s), self._on_timer)
+            self._timer = self.loop.call_at(min(self._due_s(), self.loop.time() + self._horizon_s), self._on_timer)
 
     def _due_s(self) -> float:
         limits = self.limits
+        due = math.inf
         if self._phase == _HEAD:
-            return self._started_s + limits.header_timeout_s
-        return min(self._progress_s + limits.body_idle_timeout_s, self._started_s + limits.body_timeout_s)
+            due = self._started_s + limits.header_timeout_s
+        elif self._phase == _BODY:
+            due = min(self._progress_s + limits.body_idle_timeout_s, self._started_s + limits.body_timeout_s)
+        if self._stalled_s is not None:
+            due = min(due, self._stalled_s + limits.response_stall_timeout_s)
+        return due
 
     def _on_timer(self) -> None:
         self._timer = None
-        if not self._phase or self.transport is None or self.transport.is_closing():
-            return  # between requests: the next one arms it again
+        if self.transport is None or self.transport.is_closing():
+            return
         now = self.loop.time()
         if self.flow is not None and self.flow.read_paused:  # we stopped reading, not the client
             self._progress_s = now
         due = self._due_s()
+        if due == math.inf:
+            return  # between requests, nothing stalled: the next phase arms it again
         if due > now:
             self._timer = self.loop.call_at(min(due, now + self._horizon_s), self._on_timer)
+            return
+        if self._stalled_s is not None and now - self._stalled_s >= self.limits.response_stall_timeout_s:
+            self._phase = 0  # a client that stopped reading our response: nothing more can reach it
+            self.transport.abort()  # close() would wait for the unread buffer to drain: for ever
             return
         if self._phase == _HEAD and self._head_bytes == 0:  # nothing sent: nothing to answer
             self._phase = 0
@@ -209,6 +232,15 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._phase = 0  # the timer, if armed, lapses by itself
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._stalled_s = self.loop.time()
+        self._arm()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stalled_s = None
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to anything the parser refused, with our status and an OpenAI error body."""

@@ -35,6 +35,8 @@ OVERRIDDEN = {
     "connection_made": "arms the header timeout (server.header_timeout_s)",
     "data_received": "counts head bytes as they arrive (server.max_header_bytes), notes body progress",
     "on_message_complete": "stops the body's timer",
+    "pause_writing": "notes when the client stopped reading (server.response_stall_timeout_s)",
+    "resume_writing": "the client reads again",
     "send_400_response": "answers what llhttp refuses (smuggling, bad bytes) in OpenAI's format",
 }
 PROTOCOL_ATTRIBUTES = {
