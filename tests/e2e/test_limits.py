@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.harness import Gateway, Proc, mock_config, mock_stats, start_gateway
+from tests.e2e.harness import Gateway, Proc, mock_config, mock_stats, start_gateway, start_mock
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +33,22 @@ GOOD = b'{"model":"chat","messages":[{"role":"user","content":"hi"}],"max_tokens
 @pytest.fixture(scope="module")
 def gw(e2e_tmp: Path, mock: Proc) -> Iterator[Gateway]:
     gateway = start_gateway(e2e_tmp, mock_config(mock.url, server=LIMITS))
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def fast_mock(e2e_tmp: Path) -> Iterator[Proc]:
+    proc = start_mock(e2e_tmp, "--base-latency-s", "0.001", "--tokens-per-s", "1000000", "--seed", "2")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def stall_gw(e2e_tmp: Path, fast_mock: Proc) -> Iterator[Gateway]:
+    """A gateway in front of an upstream that streams as fast as it can."""
+    (e2e_tmp / "stall").mkdir(exist_ok=True)
+    gateway = start_gateway(e2e_tmp / "stall", mock_config(fast_mock.url, server={"response_stall_timeout_s": 1.0}))
     yield gateway
     gateway.stop()
 
@@ -277,6 +293,29 @@ def test_keep_alive_between_requests_is_not_a_header_timeout(gw: Gateway):
             answer = read_answer(sock)
             assert answer.status == 200 and "connection" not in answer.headers
             time.sleep(0.7)  # longer than header_timeout_s, idle between requests: uvicorn's keep-alive
+
+
+def test_a_client_that_stops_reading_a_stream_is_cut_off_and_its_upstream_freed(stall_gw: Gateway,
+                                                                                   fast_mock: Proc):
+    """The client reads nothing of a long stream: once our writes have been paused for
+    response_stall_timeout_s (1 s), the connection is closed and the upstream request cancelled,
+    long before the request's own deadline (60 s)."""
+    before = mock_stats(fast_mock.url)["cancelled"]
+    body = json.dumps({"model": "chat", "stream": True, "max_tokens": 500_000, "mock": {"completion_tokens": 500_000},
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    host, port = stall_gw.url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the stall shows soon
+        sock.connect((host, int(port)))
+        sock.sendall(request(stall_gw, body, extra=b"x-request-timeout: 60\r\n"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            stats = mock_stats(fast_mock.url)
+            if stats["cancelled"] > before and stats["in_flight"] == 0:
+                break
+            time.sleep(0.1)
+    assert stats["cancelled"] == before + 1 and stats["in_flight"] == 0, stats
+    healthy(stall_gw)
 
 
 # -- smuggling and bad bytes ---------------------------------------------------------------------

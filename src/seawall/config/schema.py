@@ -172,6 +172,8 @@ class ServerSettings(_Strict):
     body_idle_timeout_s: float = Field(15.0, gt=0, le=600, description=(
         "the longest silence inside a request body; 408 beyond (slow POST)"))
     body_timeout_s: float = Field(120.0, gt=0, le=3600, description="a whole request body; 408 beyond")
+    response_stall_timeout_s: float = Field(30.0, gt=0, le=3600, description=(
+        "how long a client may leave our response unread (writes paused); the connection is closed beyond"))
     max_messages: int = Field(100_000, ge=1, le=10_000_000, description="per request body; 400 beyond")
     max_output_tokens: int = Field(1_048_576, ge=1, le=2**31, description=(
         "max_tokens (x n) a request may ask for; 400 beyond"))

@@ -30,21 +30,21 @@ VERSION = f"uvicorn {uvicorn.__version__}, httptools {httptools.__version__}"
 # name -> why seawall needs it (edges/server.py, HttpProtocol)
 OVERRIDDEN = {
     "on_message_begin": "adds the DisconnectHook to each request's scope; starts the head's timer",
-    "on_headers_complete": "puts a CoalescingWriter under the request's cycle once it exists",
+    "on_headers_complete": "checks URL, header count and head size; puts a CoalescingWriter under the cycle",
     "connection_lost": "calls the hook when the client goes away mid-request",
     "connection_made": "arms the header timeout (server.header_timeout_s)",
-    "data_received": "counts head bytes as they arrive (server.max_header_bytes)",
-    "on_url": "bounds the URL (server.max_url_bytes)",
-    "on_header": "bounds header count and size (server.max_header_count, max_header_bytes)",
-    "on_body": "notes the body's progress (server.body_idle_timeout_s)",
+    "data_received": "counts head bytes as they arrive (server.max_header_bytes), notes body progress",
     "on_message_complete": "stops the body's timer",
+    "pause_writing": "notes when the client stopped reading (server.response_stall_timeout_s)",
+    "resume_writing": "the client reads again",
     "send_400_response": "answers what llhttp refuses (smuggling, bad bytes) in OpenAI's format",
 }
 PROTOCOL_ATTRIBUTES = {
     "app": "the loaded app, where the connection limits are read",
     "loop": "the event loop the timers run on",
     "flow": "flow control: a client we stopped reading is not timed out (flow.read_paused)",
-    "url": "the URL as it arrives (on_url)",
+    "url": "the URL, read when the head is complete (server.max_url_bytes)",
+    "headers": "the head's headers as (name, value), read when it is complete (count and size)",
     "scope": "the request's ASGI scope, built in on_message_begin",
     "cycle": "the RequestResponseCycle, built in on_headers_complete",
     "transport": "the connection's transport",
