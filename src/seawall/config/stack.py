@@ -30,6 +30,7 @@ from seawall.algorithms.breaker import CircuitBreaker
 from seawall.algorithms.ejection import EjectionGuard
 from seawall.algorithms.gcra import KeyedGcra
 from seawall.algorithms.limit import AimdLimit, Gradient2Limit, LimitAlgorithm, VegasLimit
+from seawall.algorithms.pacing import Pacer
 from seawall.algorithms.partition import PartitionedLimiter
 from seawall.algorithms.retry_budget import RetryBudget
 from seawall.auth.keys import KeyRefresher, NegativeCache
@@ -154,6 +155,9 @@ class Runtime:
                                 settings=settings)
             for name in router.groups
         }
+        for name, gate in self.gates.items():  # a stated rate budget makes the group's limit loss-based
+            for handle in router.groups[name].deployments:
+                handle.on_budget = gate.limit.on_upstream_budget
         self.loop_lag = LoopLagMonitor()
         self.loop_lag.start()
         lag = self.loop_lag
@@ -211,7 +215,8 @@ class Runtime:
                          lambda: {(): router.budget.amplification(clock.now())})
 
     async def _groups(self) -> dict[str, ModelGroup]:
-        b = self.config.resilience.breaker
+        r = self.config.resilience
+        b = r.breaker
         groups: dict[str, ModelGroup] = {}
         for mi, model in enumerate(self.config.models):
             deployments = []
@@ -236,7 +241,7 @@ class Runtime:
                 )
                 deployments.append(DeploymentHandle(
                     name, upstream.send, breaker, self.clock, weight=dep.weight, priority=dep.priority,
-                    ttft_timeout_s=dep.ttft_timeout_s,
+                    ttft_timeout_s=dep.ttft_timeout_s, pacer=Pacer() if r.pace_rate_limits else None,
                 ))
             op = Operation.CHAT if model.kind == "chat" else Operation.EMBEDDINGS
             groups[model.name] = ModelGroup(model.name, op, tuple(deployments), model.balancing)

@@ -6,6 +6,11 @@ request there and feeds back what happened, through the one response classifier
 (:func:`seawall.algorithms.outcome.classify`): upstream 429s and client errors never count against
 the breaker. A stream counts as a success only when it ends cleanly; a break mid-stream is a
 failure of the deployment, reported when it happens.
+
+A deployment whose upstream states a rate budget (``x-ratelimit-*``, ``anthropic-ratelimit-*``) is
+paced (:class:`~seawall.algorithms.pacing.Pacer`): while the budget has no room for a request, the
+balancer prefers other deployments, and ``attempt()`` raises :class:`Paced` without sending, as an
+open breaker does; the router then fails over, or the admission gate holds the work.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from dataclasses import dataclass, field
 from seawall.algorithms.balancer import Candidate, PeakEwma
 from seawall.algorithms.breaker import BreakerState, CircuitBreaker, Permit
 from seawall.algorithms.outcome import Outcome, classify
+from seawall.algorithms.pacing import Pacer, RateLimitReport
 from seawall.core.errors import GatewayError, Overloaded, UpstreamTimeout
 from seawall.core.types import Request, Response
 from seawall.env import Clock
 
-__all__ = ["BreakerOpen", "DeploymentHandle", "Send"]
+__all__ = ["NOT_SENT", "BreakerOpen", "DeploymentHandle", "Paced", "Send"]
 
 _OPEN = BreakerState.OPEN  # enum member lookups cost ~0.1 µs each on Python 3.11
 MIN_COOLDOWN_S, MAX_COOLDOWN_S = 1.0, 30.0  # bounds on the skip after an upstream 429/529
@@ -33,6 +39,17 @@ class BreakerOpen(Overloaded):
     """Not an attempt at all: the deployment's breaker said no, so nothing was sent."""
 
     code = "deployment_unavailable"
+
+
+class Paced(Overloaded):
+    """Not an attempt either: the upstream's stated budget has no room for this request until
+    ``retry_after_s``. Classified as the 429 it avoided (``OVERLOADED``): the admission limit
+    hears "too much" without a request being spent on it."""
+
+    code = "deployment_paced"
+
+
+NOT_SENT = frozenset({"breaker_open", "paced"})  # reasons of attempts that sent nothing
 
 
 def outcome_of(err: BaseException) -> Outcome:
@@ -58,6 +75,9 @@ class DeploymentHandle:
     inflight_units: float = 0.0
     headroom: float = 1.0
     cooldown_until_s: float = 0.0
+    pacer: Pacer | None = field(default_factory=Pacer)  # None: rate-limit headers pace nothing
+    # Told when the upstream states a rate budget (the group's AdmissionGate.on_upstream_budget).
+    on_budget: Callable[[float], None] | None = None
     _candidate: Candidate | None = field(default=None, init=False, repr=False, compare=False)
 
     def candidate(self, healthy: bool, now_s: float) -> Candidate:
@@ -68,7 +88,7 @@ class DeploymentHandle:
         cooling = now_s < cooldown_until_s
         if cooldown_until_s and not cooling:
             self.headroom, self.cooldown_until_s = 1.0, 0.0
-        healthy = healthy and not cooling
+        healthy = healthy and not cooling and not (self.pacer is not None and self.pacer.exhausted(now_s))
         # The last one again when nothing it holds has changed (a frozen dataclass costs ~1 µs to build).
         last = self._candidate
         if (last is not None and last.inflight_units == self.inflight_units and last.healthy is healthy
@@ -82,13 +102,32 @@ class DeploymentHandle:
     def is_open(self, now_s: float) -> bool:
         return self.breaker.state(now_s) is _OPEN
 
+    def paced_for_s(self, now_s: float, units: float) -> float:
+        """Seconds until the upstream's budget has room for ``units`` (0: send now)."""
+        return 0.0 if self.pacer is None else self.pacer.ready_at(now_s, units) - now_s
+
+    def observe_rate_limits(self, now_s: float, report: RateLimitReport | None, *, refused: bool = False,
+                            units: float = 0.0) -> None:
+        """What an answer's rate-limit headers said (``refused``: it was a 429 for ``units``)."""
+        if report is None or self.pacer is None:
+            return
+        self.pacer.observe(now_s, report, refused=refused, units=units)
+        if self.on_budget is not None and self.pacer.states_budget(now_s):
+            self.on_budget(now_s)
+
     async def attempt(self, request: Request, units: float) -> Response:
         """Send ``request`` here once; raise :class:`BreakerOpen` without sending if not allowed."""
         now = self.clock.now()
+        wait_s = self.paced_for_s(now, units)
+        if wait_s > 0.0:
+            raise Paced(f"Deployment '{self.name}' has no rate budget left for now.", reason="paced",
+                        retry_after_s=wait_s, upstream_status=429)
         permit = self.breaker.allow(now)
         if permit is None:
             raise BreakerOpen(f"Deployment '{self.name}' is unavailable (circuit open).",
                               reason="breaker_open", retry_after_s=self.breaker.retry_after_s(now))
+        if self.pacer is not None:
+            self.pacer.on_send(now, units)
         self.inflight_units += units
         started = now
         try:
@@ -107,11 +146,14 @@ class DeploymentHandle:
             if outcome is Outcome.OVERLOADED:
                 hint_s = getattr(exc, "retry_after_s", None) or 0.0
                 self.cooldown_until_s = self.clock.now() + min(max(hint_s, MIN_COOLDOWN_S), MAX_COOLDOWN_S)
+            self.observe_rate_limits(self.clock.now(), getattr(exc, "rate_limits", None),
+                                     refused=getattr(exc, "upstream_status", None) == 429, units=units)
             self._finish(permit, units, outcome, getattr(exc, "headroom", None))
             raise
         self.ewma.observe(self.clock.now(), self.clock.now() - started)
         if response.headroom is not None:
             self.headroom = response.headroom
+        self.observe_rate_limits(self.clock.now(), response.rate_limits)
         if response.stream is None:
             self._finish(permit, units, Outcome.SUCCESS, None)
         else:

@@ -22,6 +22,7 @@ from typing import Any
 from seawall.algorithms.breaker import CircuitBreaker
 from seawall.algorithms.ejection import EjectionGuard
 from seawall.algorithms.gcra import KeyedGcra
+from seawall.algorithms.pacing import Pacer
 from seawall.algorithms.partition import PartitionedLimiter
 from seawall.algorithms.retry_budget import RetryBudget
 from seawall.config.schema import Config
@@ -147,7 +148,8 @@ def build_replica(index: int, config: Config, deployments: dict[str, list[tuple[
             )
             dep_cfg = next(d for d in model.deployments if d.name == name)
             handles.append(DeploymentHandle(name, _never, breaker, clock, weight=weight, priority=priority,
-                                            ttft_timeout_s=dep_cfg.ttft_timeout_s))
+                                            ttft_timeout_s=dep_cfg.ttft_timeout_s,
+                                            pacer=Pacer() if r.pace_rate_limits else None))
         op = Operation.CHAT if model.kind == "chat" else Operation.EMBEDDINGS
         groups[model.name] = ModelGroup(model.name, op, tuple(handles), model.balancing)
     router = Router(
@@ -168,6 +170,9 @@ def build_replica(index: int, config: Config, deployments: dict[str, list[tuple[
             name: AdmissionGate(name, clock=clock, limit=make_limit(a), limiter=PartitionedLimiter(shares),
                           settings=settings)
             for name in router.groups}
+        for name, gate in gates.items():  # as config/stack.py: a stated rate budget makes the limit loss-based
+            for handle in router.groups[name].deployments:
+                handle.on_budget = gate.limit.on_upstream_budget
         replica.admission = AdmissionPolicy(
             gates, router, clock=clock, loop_lag_s=replica.loop_lag_s,
             lag_shed_s={Criticality.parse(k): v for k, v in a.loop_lag_shed_s.items()},

@@ -43,6 +43,7 @@ from typing import Any
 
 from seawall.algorithms.backoff import full_jitter
 from seawall.algorithms.outcome import Outcome, classify
+from seawall.algorithms.pacing import RateLimitReport
 from seawall.config.schema import Config
 from seawall.core.errors import GatewayError
 from seawall.core.types import Criticality
@@ -103,6 +104,11 @@ class _Up:
         if state.limit_tokens:
             low = min(low, (state.remaining_tokens or 0) / state.limit_tokens)
         return min(max(low, 0.0), 1.0)
+
+    def rate_limits(self, now: float, retry_after_s: float | None = None) -> RateLimitReport | None:
+        """What the deployment's rate-limit headers say (algorithms.pacing.parse_rate_limits)."""
+        state = self.server.rate_limits(now, self.name)
+        return None if state is None else state.report(retry_after_s)
 
 
 def server_of(d: Deployment) -> Server:
@@ -782,10 +788,16 @@ class Simulation:
     def _attempt(self, req: _Req, dep: Any) -> bool:
         """``DeploymentHandle.attempt``: False when the breaker refused (nothing was sent)."""
         now = self.clock.t
+        paced_s = dep.paced_for_s(now, req.units)
+        if paced_s > 0.0:
+            req.last_err = (503, "paced", paced_s, 429, None)  # deployment.Paced: nothing sent
+            return False
         permit = dep.breaker.allow(now)
         if permit is None:
             req.last_err = (503, "breaker_open", dep.breaker.retry_after_s(now), None, None)
             return False
+        if dep.pacer is not None:
+            dep.pacer.on_send(now, req.units)
         req.tried.append(dep.name)
         dep.inflight_units += req.units
         req.dep = dep
@@ -928,6 +940,7 @@ class Simulation:
             headroom = up.headroom(now)
             if headroom is not None:
                 dep.headroom = headroom
+            dep.observe_rate_limits(now, up.rate_limits(now))
         req.t_first = now
         if up is not None and req.rid in up.reqs:
             self._at(req, req.limit_t, self._cut, tag)  # batching: DONE comes as a milestone
@@ -974,6 +987,7 @@ class Simulation:
             headroom = up.headroom(now)
             if headroom is not None:
                 dep.headroom = headroom
+            dep.observe_rate_limits(now, up.rate_limits(now))
             self._release_upstream(req)
             dep._finish(req.permit, req.units, Outcome.SUCCESS, None)
             if req.gate is not None:
@@ -986,6 +1000,7 @@ class Simulation:
             hint_s = req.hint if req.hint is not None else 0.0
             err: _Err = (503, "upstream_429", hint_s, 429, None)
             dep.cooldown_until_s = now + min(max(hint_s, MIN_COOLDOWN_S), MAX_COOLDOWN_S)
+            dep.observe_rate_limits(now, self.ups[dep.name].rate_limits(now, req.hint), refused=True, units=req.units)
             dep._finish(req.permit, req.units, Outcome.OVERLOADED, 0.0)
             req.overloaded.append(dep.name)
         elif kind == _R500:
