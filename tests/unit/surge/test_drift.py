@@ -27,11 +27,11 @@ MIRRORED = {
 FINGERPRINTS = {
     "AdmissionPolicy.__call__": "8d3cb622265001a8",
     "AdmissionPolicy._sample": "287a77e44e6de8f0",
-    "Router.__call__": "780c4624e6d0ffa8",
-    "DeploymentHandle.attempt": "b6b2e236d15ffbe9",
+    "Router.__call__": "11ce61c32ac28c68",
+    "DeploymentHandle.attempt": "bb62fe00de548e8b",
     "AuthPolicy.authenticate": "57b5b11cdfbc5012",
-    "Runtime._admission": "d8729456f5df0253",
-    "Runtime._groups": "8d9b25cc474cfc3d",
+    "Runtime._admission": "5b89f53b48e917ff",
+    "Runtime._groups": "60433971d6572a5f",
 }
 
 
