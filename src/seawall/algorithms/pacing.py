@@ -163,7 +163,8 @@ def parse_rfc3339_s(text: str) -> float | None:
 
 
 def parse_retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (delta seconds), if present and sane."""
+    """Seconds from ``retry-after-ms`` (the finer, preferred) or ``retry-after`` (delta seconds; HTTP
+    dates are not trusted); a negative hint is 0, a non-number ``None``."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
         if value is None:
@@ -172,7 +173,7 @@ def parse_retry_after_s(headers: Mapping[str, str]) -> float | None:
             seconds = float(value) * scale
         except ValueError:
             return None
-        return seconds if seconds >= 0.0 and math.isfinite(seconds) else None
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     return None
 
 

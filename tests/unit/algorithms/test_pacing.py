@@ -44,7 +44,8 @@ def test_retry_after_prefers_milliseconds_and_refuses_garbage():
     assert parse_retry_after_s({"retry-after-ms": "250", "retry-after": "1"}) == 0.25
     assert parse_retry_after_s({"retry-after": "2"}) == 2.0
     assert parse_retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
-    assert parse_retry_after_s({"retry-after": "-3"}) is None
+    assert parse_retry_after_s({"retry-after": "-3"}) == 0.0
+    assert parse_retry_after_s({"retry-after": "inf"}) is None
     assert parse_retry_after_s({}) is None
 
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from seawall.algorithms.pacing import parse_rate_limits
+from seawall.algorithms.pacing import parse_rate_limits, parse_retry_after_s
 from seawall.core.errors import GatewayError, InvalidRequest, Overloaded, UpstreamError, UpstreamTimeout
 from seawall.core.types import Request, Response, Usage
 from seawall.edges.upstreams.http1 import ConnectFailed, HttpClient, HttpError, HttpResponse, HttpTimeout
@@ -95,16 +95,7 @@ class Upstream(Protocol):
 
 def retry_after_from(headers: Mapping[str, str]) -> float | None:
     """Seconds from ``retry-after-ms`` or ``retry-after`` (delta seconds), if present and sane."""
-    value = headers.get("retry-after-ms")
-    try:
-        if value is not None:
-            return max(0.0, float(value) / 1000.0)
-        value = headers.get("retry-after")
-        if value is not None:
-            return max(0.0, float(value))
-    except ValueError:
-        return None
-    return None
+    return parse_retry_after_s(headers)
 
 
 def headroom_from(
