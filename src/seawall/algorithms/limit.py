@@ -252,7 +252,8 @@ class _WindowedLimit:
                 before = self._limit
                 limit = self._update(now_s, window)
                 w_max = self._w_max
-                if limit >= before and w_max > limit and not self._app_limited(window):
+                if (limit >= before and w_max > limit and not self._app_limited(window)
+                        and not self._budget_speaks(now_s)):
                     limit += _RECOVERY * (w_max - limit)
                 self._limit = self._clamp(limit)
                 self._probe_ref_limit = max(self._probe_ref_limit, self._limit)
@@ -297,9 +298,13 @@ class _WindowedLimit:
         itself how much it takes, and the gateway paces to it (``algorithms/pacing.py``); its latency
         rises with its own load, every customer's, and is not a queue this limit could drain: cutting
         for it only sheds work the budget still allows. "Too much" is then said by the budget running
-        out (the router finds no deployment with budget: a drop) and by 429s, which still cut; the
-        limit grows by the algorithm's own step while no drop comes, and no probe lowers it (there
-        is no latency baseline to measure)."""
+        out (the router finds no deployment with budget: a drop) and by 429s, which still cut.
+        Between drops the limit grows additively in time (Gradient2: one mean request a second;
+        Vegas: its own step), with no recovery toward the level before the last cut: replicas that
+        share one budget get the same news, and additive increase with multiplicative decrease
+        converges to equal shares (Chiu and Jain), where growth per window or a memory of each
+        replica's own past level keeps the busiest ahead. No probe lowers the limit meanwhile
+        (there is no latency baseline to measure)."""
         self._budget_s = now_s
 
     def _budget_speaks(self, now_s: float) -> bool:

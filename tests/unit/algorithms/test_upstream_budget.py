@@ -60,3 +60,15 @@ def test_vegas_takes_the_budget_too() -> None:
     before = limit.limit
     _windows(limit, t, 3, 0.06, 0.9 * before, budget=True)
     assert limit.limit > before
+
+
+def test_after_a_cut_the_limit_climbs_back_additively_only() -> None:
+    """No recovery toward each replica's own level before the cut: that memory kept replicas that
+    share one budget unequal; AIMD alone evens them out."""
+    limit = Gradient2Limit(initial_limit=10_000.0, min_limit=1.0, max_limit=1e6, probe_interval=0)
+    t = _windows(limit, 0.0, 3, 0.02, 9_000.0, budget=True)
+    limit.on_upstream_budget(t + 0.5)
+    limit.on_sample(t + 0.5, 0.0, 9_500.0, True, 100.0, t + 0.4)  # the budget ran out: cut
+    cut = limit.limit
+    _windows(limit, t + 0.5, 10, 0.02, cut, budget=True)  # one second of calm windows
+    assert limit.limit == pytest.approx(cut + 100.0, rel=0.05)  # one mean request, not a quarter of the way back
