@@ -76,7 +76,7 @@ class DeploymentHandle:
     headroom: float = 1.0
     cooldown_until_s: float = 0.0
     pacer: Pacer | None = field(default_factory=Pacer)  # None: rate-limit headers pace nothing
-    # Told when the upstream states a rate budget (the group's AdmissionGate.on_upstream_budget).
+    # Told when the upstream states a rate budget: the group limit's on_upstream_budget (config/stack.py).
     on_budget: Callable[[float], None] | None = None
     _candidate: Candidate | None = field(default=None, init=False, repr=False, compare=False)
 
