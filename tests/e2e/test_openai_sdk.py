@@ -106,7 +106,9 @@ def test_upstream_429_is_503_with_retry_after(gateway):
     headers = exc.value.response.headers
     assert exc.value.status_code == 503
     assert int(headers["retry-after"]) >= 1 and int(headers["retry-after-ms"]) >= 1
-    assert headers["x-seawall-reason"] == "upstream_429"
+    # The upstream said 429 with a retry hint: the admission requeue (and the SDK's own retries)
+    # within the hint are held by the deployment's pacer instead of being sent ("paced").
+    assert headers["x-seawall-reason"] in ("upstream_429", "paced")
 
 
 def test_stream_failure_after_start_raises_in_the_sdk(gateway):

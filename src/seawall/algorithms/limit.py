@@ -64,6 +64,8 @@ _RAISE_BEFORE_PROBE = 2.0  # holds that double the baseline are checked by a pro
 _CALM_MARGIN = 0.9  # "not more in flight" means at least 10% less than the calm level: in-flight wobbles
 _CALM_DECAY = 0.99  # per window: the in-flight level known to run without queueing is forgotten slowly
 _REPORT_FRESH_S = 5.0  # a queue report this recent speaks for the upstream; older, latency decides again
+_BUDGET_GROWTH_S = 1.0  # while an upstream states its budget: one mean request's worth per this many seconds
+_BUDGET_GROWTH_CAP_S = 5.0  # of one window's time counted for growth (a quiet spell proves nothing)
 _PROBE_WINDOWS = 3  # a probe averages this many windows' worth of samples: the baseline is reused long
 
 
@@ -82,6 +84,10 @@ class LimitAlgorithm(Protocol):
 
     def on_upstream_queue(self, now_s: float, inflight: float, waiting_units: float, hold_s: float = 0.0) -> float:
         """The upstream says ``waiting_units`` of the work in flight wait in its own queue."""
+        ...
+
+    def on_upstream_budget(self, now_s: float) -> None:
+        """An upstream of the group stated its rate budget (rate-limit headers with a reset)."""
         ...
 
 
@@ -120,6 +126,7 @@ class _WindowedLimit:
 
     __slots__ = (
         "_backoff_at_s",
+        "_budget_s",
         "_last_inflight_max",
         "_limit",
         "_probe",
@@ -180,6 +187,7 @@ class _WindowedLimit:
         self._probe_may_raise = False
         self._probe_ref_limit = self._limit  # highest limit since the baseline was last measured
         self._report_s = -math.inf  # the upstream's last word on its own queue (on_upstream_queue)
+        self._budget_s = -math.inf  # the last rate budget an upstream stated (on_upstream_budget)
 
     @property
     def limit(self) -> float:
@@ -237,13 +245,15 @@ class _WindowedLimit:
             self._window = None
             self._last_inflight_max = window.inflight_max
             self._windows_since_probe += 1
-            if self.probe_interval and self._windows_since_probe >= self.probe_interval:
+            if (self.probe_interval and self._windows_since_probe >= self.probe_interval
+                    and not self._budget_speaks(now_s)):
                 self._start_probe(now_s, may_raise=False)
             elif not window.dropped:
                 before = self._limit
                 limit = self._update(now_s, window)
                 w_max = self._w_max
-                if limit >= before and w_max > limit and not self._app_limited(window):
+                if (limit >= before and w_max > limit and not self._app_limited(window)
+                        and not self._budget_speaks(now_s)):
                     limit += _RECOVERY * (w_max - limit)
                 self._limit = self._clamp(limit)
                 self._probe_ref_limit = max(self._probe_ref_limit, self._limit)
@@ -254,7 +264,8 @@ class _WindowedLimit:
                 # Halving the limit should have drained any queue it caused; if latency still says
                 # "queue", the baseline may be stale (the upstream got slower): re-measure it now,
                 # before the limit sinks to the floor.
-                if self.probe_interval and self._limit <= self.probe_ratio * self._probe_ref_limit:
+                if (self.probe_interval and self._limit <= self.probe_ratio * self._probe_ref_limit
+                        and not self._budget_speaks(now_s)):
                     self._start_probe(now_s, may_raise=True)
         return self.limit
 
@@ -280,6 +291,24 @@ class _WindowedLimit:
             if self._window is not None:
                 self._window.dropped = True
         return self.limit
+
+    def on_upstream_budget(self, now_s: float) -> None:
+        """A deployment of the group stated its rate budget (rate-limit headers with a reset time):
+        for ``_REPORT_FRESH_S`` the limit is loss-based. Such an upstream (a hosted provider) says
+        itself how much it takes, and the gateway paces to it (``algorithms/pacing.py``); its latency
+        rises with its own load, every customer's, and is not a queue this limit could drain: cutting
+        for it only sheds work the budget still allows. "Too much" is then said by the budget running
+        out (the router finds no deployment with budget: a drop) and by 429s, which still cut.
+        Between drops the limit grows additively in time (Gradient2: one mean request a second;
+        Vegas: its own step), with no recovery toward the level before the last cut: replicas that
+        share one budget get the same news, and additive increase with multiplicative decrease
+        converges to equal shares (Chiu and Jain), where growth per window or a memory of each
+        replica's own past level keeps the busiest ahead. No probe lowers the limit meanwhile
+        (there is no latency baseline to measure)."""
+        self._budget_s = now_s
+
+    def _budget_speaks(self, now_s: float) -> bool:
+        return now_s - self._budget_s < _REPORT_FRESH_S
 
     def _start_probe(self, now_s: float, may_raise: bool) -> None:
         self._probe_started_s = now_s
@@ -440,6 +469,14 @@ class Gradient2Limit(_WindowedLimit):
             # the limit grows only as the recovery climbs back to where the queue began.
             self._long_rtt_s = long_s
             return limit
+        if self._budget_speaks(now_s):
+            # Latency is the provider's own load curve (on_upstream_budget): no cut for it, and growth
+            # is additive in time, one mean request a second, the same for every replica. Growth per
+            # window (this algorithm's own) is multiplicative and paced by the replica's throughput:
+            # replicas sharing one budget then diverge, the busiest taking it all while the others,
+            # cut by the same shared news, starve (measured: 600k units against 20k).
+            self._long_rtt_s = long_s
+            return limit + window.units_avg * min(now_s - window.start_s, _BUDGET_GROWTH_CAP_S) / _BUDGET_GROWTH_S
         inflight = window.inflight_avg
         if gradient >= 1.0:
             # No queueing at this much work in flight: remember the most seen so (decaying slowly).
@@ -537,7 +574,7 @@ class VegasLimit(_WindowedLimit):
             self._noload_s = rtt_s
         if self._app_limited(window):
             return limit
-        queue = limit * (1.0 - self._noload_s / rtt_s)
+        queue = 0.0 if self._budget_speaks(now_s) else limit * (1.0 - self._noload_s / rtt_s)
         step = self.alpha_ratio / 3.0 * limit
         if queue <= step:
             target = limit + self.alpha_ratio * limit

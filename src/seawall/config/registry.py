@@ -9,7 +9,7 @@ One place for each choice the config names, so that a new kind is one new file a
 
 And the builders of the decision objects, used by the live gateway (``config/stack.py``) and by
 each simulated replica (``surge/replica.py``) alike, so both run the same objects with the same
-settings: :func:`make_breaker`, :func:`make_handle`, :func:`make_groups`, :func:`make_router`,
+settings: :func:`make_breaker`, :func:`make_handle`, :func:`connect_budgets`, :func:`make_groups`, :func:`make_router`,
 :func:`make_gates` and :func:`make_admission`.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 from seawall.algorithms.breaker import CircuitBreaker
 from seawall.algorithms.ejection import EjectionGuard
 from seawall.algorithms.limit import AimdLimit, Gradient2Limit, LimitAlgorithm, VegasLimit
+from seawall.algorithms.pacing import Pacer
 from seawall.algorithms.partition import PartitionedLimiter
 from seawall.algorithms.retry_budget import RetryBudget
 from seawall.config.schema import AdmissionSettings, BreakerSettings, Config, Deployment, ResilienceSettings
@@ -34,6 +35,7 @@ from seawall.policies.route import ModelGroup, RetrySettings, Router
 __all__ = [
     "LIMITS",
     "PROVIDERS",
+    "connect_budgets",
     "gate_settings",
     "make_admission",
     "make_breaker",
@@ -117,10 +119,11 @@ def make_breaker(b: BreakerSettings) -> CircuitBreaker:
     )
 
 
-def make_handle(name: str, send: Send, dep: Deployment, breaker: BreakerSettings, clock: Clock) -> DeploymentHandle:
-    """One deployment as the router sees it (its breaker, weight, priority and first-token timeout)."""
-    return DeploymentHandle(name, send, make_breaker(breaker), clock, weight=dep.weight, priority=dep.priority,
-                            ttft_timeout_s=dep.ttft_timeout_s)
+def make_handle(name: str, send: Send, dep: Deployment, r: ResilienceSettings, clock: Clock) -> DeploymentHandle:
+    """One deployment as the router sees it: its breaker, weight, priority, first-token timeout and,
+    unless ``resilience.pace_rate_limits`` is off, the pacer of the rate budget its upstream states."""
+    return DeploymentHandle(name, send, make_breaker(r.breaker), clock, weight=dep.weight, priority=dep.priority,
+                            ttft_timeout_s=dep.ttft_timeout_s, pacer=Pacer() if r.pace_rate_limits else None)
 
 
 #: What a model group of each ``kind`` serves.
@@ -149,6 +152,14 @@ def make_gates(a: AdmissionSettings, groups: Sequence[str], clock: Clock) -> dic
     return {name: AdmissionGate(name, clock=clock, limit=make_limit(a), limiter=PartitionedLimiter(shares),
                                 settings=settings)
             for name in groups}
+
+
+def connect_budgets(gates: Mapping[str, AdmissionGate], groups: Mapping[str, ModelGroup]) -> None:
+    """A deployment that states a rate budget tells its group's limit so (the limit is then
+    loss-based: ``LimitAlgorithm.on_upstream_budget``)."""
+    for name, gate in gates.items():
+        for handle in groups[name].deployments:
+            handle.on_budget = gate.limit.on_upstream_budget
 
 
 def make_admission(a: AdmissionSettings, gates: Mapping[str, AdmissionGate], router: Router, *, clock: Clock,

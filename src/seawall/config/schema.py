@@ -330,6 +330,8 @@ class ResilienceSettings(_Strict):
     backoff_base_s: float = Field(0.05, ge=0)
     backoff_cap_s: float = Field(2.0, ge=0)
     max_ejected_fraction: float = Field(0.5, ge=0, le=1)
+    pace_rate_limits: bool = Field(True, description="hold sends a deployment's stated rate budget has no "
+                                   "room for (x-ratelimit-*, anthropic-ratelimit-*), instead of earning a 429")
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
 

@@ -28,7 +28,15 @@ from typing import Any
 
 from seawall.algorithms.gcra import KeyedGcra
 from seawall.auth.keys import KeyRefresher, NegativeCache
-from seawall.config.registry import PROVIDERS, make_admission, make_gates, make_groups, make_handle, make_router
+from seawall.config.registry import (
+    PROVIDERS,
+    connect_budgets,
+    make_admission,
+    make_gates,
+    make_groups,
+    make_handle,
+    make_router,
+)
 from seawall.config.schema import Config, Lane
 from seawall.core.compose import Handler, Policy, compose
 from seawall.core.errors import GatewayError, Overloaded
@@ -139,6 +147,7 @@ class Runtime:
     def _admission(self, router: Router) -> AdmissionPolicy:
         a = self.config.admission
         self.gates = make_gates(a, list(router.groups), self.clock)
+        connect_budgets(self.gates, router.groups)
         self.loop_lag = LoopLagMonitor()
         self.loop_lag.start()
         lag = self.loop_lag
@@ -194,7 +203,7 @@ class Runtime:
 
     async def _groups(self) -> dict[str, ModelGroup]:
         """Each deployment's upstream adapter (by its provider kind, config/registry.py) and handle."""
-        breaker = self.config.resilience.breaker
+        resilience = self.config.resilience
         handles: dict[str, list[DeploymentHandle]] = {}
         for mi, model in enumerate(self.config.models):
             handles[model.name] = []
@@ -202,7 +211,7 @@ class Runtime:
                 name = self.config.deployment_name(mi, di)
                 upstream = await PROVIDERS[dep.provider](name, dep, self.clock, self._start_mock)
                 self.upstreams.append(upstream)
-                handles[model.name].append(make_handle(name, upstream.send, dep, breaker, self.clock))
+                handles[model.name].append(make_handle(name, upstream.send, dep, resilience, self.clock))
         return make_groups(self.config, handles)
 
     async def _start_mock(self, settings: Mapping[str, Any]) -> str:

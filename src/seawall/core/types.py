@@ -11,7 +11,10 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from seawall.algorithms.pacing import RateLimitReport
 
 __all__ = [
     "Criticality",
@@ -167,7 +170,7 @@ class Request:
 class Response:
     """What a handler returns: a complete body or an async stream of already-framed bytes."""
 
-    __slots__ = ("body", "deployment", "headers", "headroom", "status", "stream", "usage")
+    __slots__ = ("body", "deployment", "headers", "headroom", "rate_limits", "status", "stream", "usage")
 
     def __init__(
         self,
@@ -187,3 +190,5 @@ class Response:
         self.deployment = deployment
         # Fraction (0..1) of the upstream's rate limit still left, from its rate-limit headers.
         self.headroom: float | None = None
+        # What the upstream's rate-limit headers said (seawall.algorithms.pacing.RateLimitReport).
+        self.rate_limits: RateLimitReport | None = None

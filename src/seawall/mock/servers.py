@@ -37,6 +37,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from seawall.algorithms.pacing import Budget, RateLimitReport
+
 __all__ = [
     "DONE",
     "FIRST",
@@ -116,6 +118,16 @@ class RateLimitState:
     limit_tokens: int | None = None
     remaining_tokens: int | None = None
     reset_tokens_s: float | None = None
+
+    def report(self, retry_after_s: float | None = None) -> RateLimitReport:
+        """What a gateway parses from the headers the mock sends for this state
+        (:func:`seawall.algorithms.pacing.parse_rate_limits`), without the round trip through text."""
+        budgets = [Budget("requests", float(self.limit_requests), float(self.remaining_requests),
+                          self.reset_requests_s)]
+        if self.limit_tokens is not None:
+            budgets.append(Budget("tokens", float(self.limit_tokens), float(self.remaining_tokens or 0),
+                                  self.reset_tokens_s or 0.0))
+        return RateLimitReport(tuple(budgets), retry_after_s)
 
 
 class SlotsServer:

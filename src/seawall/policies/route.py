@@ -28,7 +28,7 @@ from seawall.algorithms.retry_budget import RetryBudget
 from seawall.core.errors import GatewayError, InvalidRequest, ModelNotFound, Overloaded, PermissionDenied
 from seawall.core.types import Operation, Request, Response
 from seawall.env import Clock, Rng
-from seawall.policies.deployment import DeploymentHandle, outcome_of
+from seawall.policies.deployment import NOT_SENT, DeploymentHandle, outcome_of
 
 __all__ = ["ModelGroup", "RetrySettings", "Router", "no_deployment", "work_units"]
 
@@ -154,7 +154,7 @@ class Router:
                 response = await dep.attempt(request, units)
             except GatewayError as err:
                 last = err
-                if err.reason == "breaker_open":
+                if err.reason in NOT_SENT:  # an open breaker, or no rate budget left (deployment.py)
                     plan.on_refused()
                     continue
                 gave_up = plan.on_outcome(dep, outcome_of(err))

@@ -31,7 +31,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "seawall": {},
     "naive": {
         "admission": {"enabled": False},
-        "resilience": {"max_attempts": 1,
+        "resilience": {"max_attempts": 1, "pace_rate_limits": False,
                        "breaker": {"consecutive_failures": 1_000_000, "min_requests": 1_000_000}},
     },
 }

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from seawall.algorithms.gcra import KeyedGcra
-from seawall.config.registry import make_admission, make_gates, make_groups, make_handle, make_router
+from seawall.config.registry import connect_budgets, make_admission, make_gates, make_groups, make_handle, make_router
 from seawall.config.schema import Config
 from seawall.core.types import Criticality, Request, Response
 from seawall.policies.admission import AdmissionPolicy
@@ -130,13 +130,12 @@ def build_replica(index: int, config: Config, deployments: dict[str, list[tuple[
     """One replica's objects from ``config``, built by the gateway's own builders
     (``config/registry.py``). ``deployments`` maps a model group to its (name, weight, priority)
     deployments: the scenario's, in its order."""
-    breaker = config.resilience.breaker
     handles: dict[str, list[DeploymentHandle]] = {}
     for model in config.models:
         by_name = {d.name: d for d in model.deployments}
         handles[model.name] = [
             make_handle(name, _never, by_name[name].model_copy(update={"weight": weight, "priority": priority}),
-                        breaker, clock)
+                        config.resilience, clock)
             for name, weight, priority in deployments[model.name]]
     router = make_router(make_groups(config, handles), config.resilience, clock=clock, rng=rng)
     t = config.auth.failure_throttle
@@ -146,5 +145,6 @@ def build_replica(index: int, config: Config, deployments: dict[str, list[tuple[
     a = config.admission
     if a.enabled:
         replica.gates = make_gates(a, list(router.groups), clock)
+        connect_budgets(replica.gates, router.groups)
         replica.admission = make_admission(a, replica.gates, router, clock=clock, loop_lag_s=replica.loop_lag_s)
     return replica

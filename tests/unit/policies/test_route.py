@@ -200,3 +200,68 @@ def test_a_deployment_candidate_is_reused_only_while_nothing_it_holds_changed():
     assert not dep.candidate(True, clock.now()).healthy  # cooling after a 429
     dep.headroom = 0.05
     assert dep.candidate(True, clock.now()).headroom == 0.05
+
+
+# -- pacing from rate-limit headers (algorithms/pacing.py) ---------------------------------------
+
+def _budget(remaining, reset_s=60.0, retry_after_s=None):
+    from seawall.algorithms.pacing import Budget, RateLimitReport
+
+    return RateLimitReport((Budget("requests", 60.0, remaining, reset_s),), retry_after_s)
+
+
+async def test_a_deployment_without_budget_is_skipped_without_a_send_and_the_router_fails_over():
+    clock = FakeClock()
+    a, b = Script("a", []), Script("b", [])
+    r, deps = router(clock, [a, b])
+    heard = []
+    deps[0].on_budget = heard.append
+    deps[0].observe_rate_limits(clock.now(), _budget(0.0))  # a's provider: nothing left for a second
+    assert heard == [clock.now()]  # the group's limit hears that this upstream states a budget
+    request = req(clock)
+    response = await r(request)
+    assert response.body == b"b" and a.calls == 0
+    assert request.ctx.attempts == 1  # the paced deployment cost no attempt
+    assert not deps[0].candidate(True, clock.now()).healthy  # the balancer prefers others meanwhile
+    clock.advance(1.0)
+    assert deps[0].candidate(True, clock.now()).healthy
+
+
+async def test_when_no_deployment_has_budget_the_error_is_the_429_it_avoided():
+    from seawall.algorithms.outcome import Outcome
+    from seawall.policies.deployment import Paced, outcome_of
+
+    clock = FakeClock()
+    a = Script("a", [])
+    r, deps = router(clock, [a])
+    deps[0].observe_rate_limits(clock.now(), _budget(0.0, reset_s=120.0))  # 0.5 requests a second
+    with pytest.raises(Paced) as info:
+        await r(req(clock))
+    assert a.calls == 0
+    assert info.value.retry_after_s == pytest.approx(2.0)
+    assert outcome_of(info.value) is Outcome.OVERLOADED  # admission: a drop, and the request waits
+
+
+async def test_sends_are_charged_and_a_429s_retry_after_holds():
+    clock = FakeClock()
+    a = Script("a", ["ok", "ok", "429"])
+    r, deps = router(clock, [a], max_attempts=1)
+    deps[0].observe_rate_limits(clock.now(), _budget(2.0))
+    await r(req(clock))
+    await r(req(clock))
+    with pytest.raises(GatewayError):  # the budget the headers stated is spent: paced, not sent
+        await r(req(clock))
+    assert a.calls == 2
+    clock.advance(1.1)  # the refill: (60 - 2) requests over 60 s
+    with pytest.raises(Overloaded):
+        await r(req(clock))  # sent; the provider said 429 anyway (the script)
+    assert a.calls == 3
+    deps[0].observe_rate_limits(clock.now(), _budget(50.0, retry_after_s=3.0), refused=True, units=10.0)
+    assert deps[0].paced_for_s(clock.now(), 10.0) == pytest.approx(3.0)  # retry-after holds every send
+
+
+def test_a_deployment_without_a_pacer_ignores_the_headers():
+    clock = FakeClock()
+    dep = DeploymentHandle("a", Script("a", []), CircuitBreaker(), clock, pacer=None)
+    dep.observe_rate_limits(clock.now(), _budget(0.0))
+    assert dep.paced_for_s(clock.now(), 100.0) == 0.0

@@ -25,6 +25,8 @@ PRIMITIVES = {
     "on_sample", "on_drop", "try_acquire", "on_upstream_queue",
     # auth's failure throttle behind charge_failure
     "would_wait", "take",
+    # the pacer behind begin/on_head/end
+    "pacer", "on_send", "ready_at", "paced_for_s",
     # the admission policy's constants behind its functions
     "SAMPLE_MAX_LOOP_LAG_S", "MAX_RETRY_AFTER_S", "max_requeues",
 }

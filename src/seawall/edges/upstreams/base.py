@@ -9,8 +9,9 @@ still be retried elsewhere; a failure after it is raised from inside the stream 
 or cancelling the stream closes the upstream connection, so the provider stops generating.
 
 Every upstream answer's rate-limit headers become a headroom figure (0..1, the scarcest of the
-limits it reports): on the :class:`Response`, or as ``err.headroom`` on the raised error (0 on a
-429), which is where the deployment reads it.
+limits it reports) and a :class:`~seawall.algorithms.pacing.RateLimitReport` (limits, remaining,
+resets, ``retry-after``: what the deployment's pacer reads): on the :class:`Response`, or as
+``err.headroom`` and ``err.rate_limits`` on the raised error (headroom 0 on a 429).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from seawall.algorithms.pacing import parse_rate_limits, parse_retry_after_s
 from seawall.core.errors import GatewayError, InvalidRequest, Overloaded, UpstreamError, UpstreamTimeout
 from seawall.core.types import Request, Response, Usage
 from seawall.edges.upstreams.http1 import ConnectFailed, HttpClient, HttpError, HttpResponse, HttpTimeout
@@ -94,16 +96,7 @@ class Upstream(Protocol):
 
 def retry_after_from(headers: Mapping[str, str]) -> float | None:
     """Seconds from ``retry-after-ms`` or ``retry-after`` (delta seconds), if present and sane."""
-    value = headers.get("retry-after-ms")
-    try:
-        if value is not None:
-            return max(0.0, float(value) / 1000.0)
-        value = headers.get("retry-after")
-        if value is not None:
-            return max(0.0, float(value))
-    except ValueError:
-        return None
-    return None
+    return parse_retry_after_s(headers)
 
 
 def headroom_from(
@@ -282,16 +275,22 @@ class HttpUpstream:
                                 reason="upstream_io", error_kind=exc.kind) from None
         try:
             headroom = headroom_from(resp.headers, self.rate_limits)
+            report = parse_rate_limits(resp.headers, self.clock.wall())
             if resp.status // 100 != 2:
-                raise status_error(self.name, resp.status, resp.headers, await resp.read())
+                err = status_error(self.name, resp.status, resp.headers, await resp.read())
+                if report is not None:
+                    setattr(err, "rate_limits", report)  # noqa: B010 - read by DeploymentHandle.attempt
+                raise err
             if not stream:
                 out, usage = complete(await resp.read())
                 resp.release()
                 response = Response(200, out, headers=list(JSON_HEADERS), usage=usage, deployment=self.name)
                 response.headroom = headroom
+                response.rate_limits = report
                 return response
             response = Response(200, headers=list(SSE_HEADERS), deployment=self.name)
             response.headroom = headroom
+            response.rate_limits = report
             framed = events(resp, response)
             first = await framed.__anext__()  # wait for the first event: failures so far are retriable
             response.stream = _prepend(first, framed)

@@ -195,7 +195,7 @@ class GatewaySide(SimState):
         permit = dep.begin(now, req.units)
         if permit is None:
             req.plan.on_refused()
-            req.last_err = err = dep.refusal(now)
+            req.last_err = err = dep.refusal(now, req.units)
             req.last_retry_after = err.retry_after_s
             return False
         req.dep = dep
@@ -279,7 +279,10 @@ class GatewaySide(SimState):
             return
         now = self.clock.t
         up = req.up
-        req.dep.on_head(now, now - req.up_t0, up.headroom(now) if up is not None else None)
+        if up is not None:
+            req.dep.on_head(now, now - req.up_t0, up.headroom(now), up.rate_limits(now))
+        else:
+            req.dep.on_head(now, now - req.up_t0, None)
         req.t_first = now
         if up is not None and req.rid in up.reqs:
             self._at(req, req.limit_t, self._cut, tag)  # batching: DONE comes as a milestone
@@ -329,7 +332,7 @@ class GatewaySide(SimState):
         up = req.up
         plan: SendPlan[Any] = req.plan
         if kind == _OK and up is not None:
-            dep.on_head(now, now - req.up_t0, up.headroom(now))
+            dep.on_head(now, now - req.up_t0, up.headroom(now), up.rate_limits(now))
             self._release_upstream(req)
             dep.end(now, req.permit, req.units, Outcome.SUCCESS)
             plan.on_outcome(dep, Outcome.SUCCESS)
@@ -341,8 +344,13 @@ class GatewaySide(SimState):
         self._release_upstream(req)
         err, outcome = self._answer(dep.name, kind, req)
         retry_after = err.retry_after_s if kind != _R429 else (req.hint if req.hint is not None else 0.0)
-        dep.end(now, req.permit, req.units, outcome, headroom=getattr(err, "headroom", None),
-                retry_after_s=retry_after)
+        if kind == _R429:  # its rate-limit headers reach the pacer, as the edge's err.rate_limits do
+            dep.end(now, req.permit, req.units, outcome, headroom=getattr(err, "headroom", None),
+                    retry_after_s=retry_after, rate_limits=self.ups[dep.name].rate_limits(now, req.hint),
+                    refused=True)
+        else:
+            dep.end(now, req.permit, req.units, outcome, headroom=getattr(err, "headroom", None),
+                    retry_after_s=retry_after)
         req.last_err = err
         req.last_retry_after = retry_after
         if plan.on_outcome(dep, outcome) is not None:  # not worth another send (a client error)

@@ -13,6 +13,7 @@ import math
 import random
 from typing import Any
 
+from seawall.algorithms.pacing import RateLimitReport
 from seawall.mock.config import MockConfig
 from seawall.mock.model import Server, server_for
 from seawall.mock.servers import DONE, FIRST, BatchingServer, HostedServer
@@ -52,6 +53,12 @@ class _Up:
         if state.limit_tokens:
             low = min(low, (state.remaining_tokens or 0) / state.limit_tokens)
         return min(max(low, 0.0), 1.0)
+
+    def rate_limits(self, now: float, retry_after_s: float | None = None) -> RateLimitReport | None:
+        """What the deployment's rate-limit headers say (``algorithms.pacing.parse_rate_limits`` of
+        the headers the mock sends), without the round trip through text."""
+        state = self.server.rate_limits(now, self.name)
+        return None if state is None else state.report(retry_after_s)
 
 
 def server_of(d: Deployment) -> Server:
