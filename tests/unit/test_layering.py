@@ -19,9 +19,22 @@ ALLOWED = {
 }
 
 
+def _type_only(tree: ast.AST) -> set[int]:
+    """Lines of imports under ``if TYPE_CHECKING:``: annotations only, no dependency at run time."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            lines.update(n.lineno for child in node.body for n in ast.walk(child) if hasattr(n, "lineno"))
+    return lines
+
+
 def _imports(path: Path) -> list[tuple[int, str]]:
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    type_only = _type_only(tree)
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -52,5 +65,6 @@ def test_each_layer_imports_only_the_layers_below_it():
 
 def test_the_check_sees_an_offending_import(tmp_path: Path):
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from seawall.edges.metrics import GatewayMetrics\n")
-    assert [_package(m) for _, m in _imports(bad)] == ["edges"]
+    bad.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from seawall.edges import ledger\n"
+                   "def f():\n    from seawall.edges.metrics import GatewayMetrics\n")
+    assert [_package(m) for _, m in _imports(bad)] == [None, "edges"]  # the type-only import is not one
