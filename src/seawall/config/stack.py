@@ -54,10 +54,10 @@ from seawall.policies.observe import ObservePolicy
 from seawall.policies.quota import QuotaPolicy, QuotaTable
 from seawall.policies.route import ModelGroup, RetrySettings, Router
 
-__all__ = ["Runtime", "build_runtime"]
+__all__ = ["OPERATIONS", "Runtime", "build_runtime"]
 
-#: What a model group of each ``kind`` serves.
-_OPERATIONS = {"chat": Operation.CHAT, "embeddings": Operation.EMBEDDINGS, "moderation": Operation.MODERATIONS}
+#: What a model group of each ``kind`` serves (the simulator's replicas build their groups alike).
+OPERATIONS = {"chat": Operation.CHAT, "embeddings": Operation.EMBEDDINGS, "moderation": Operation.MODERATIONS}
 
 log = logging.getLogger("seawall")
 
@@ -251,7 +251,7 @@ class Runtime:
                     name, upstream.send, breaker, self.clock, weight=dep.weight, priority=dep.priority,
                     ttft_timeout_s=dep.ttft_timeout_s,
                 ))
-            op = _OPERATIONS[model.kind]
+            op = OPERATIONS[model.kind]
             groups[model.name] = ModelGroup(model.name, op, tuple(deployments), model.balancing)
         return groups
 

@@ -25,8 +25,8 @@ from seawall.algorithms.gcra import KeyedGcra
 from seawall.algorithms.partition import PartitionedLimiter
 from seawall.algorithms.retry_budget import RetryBudget
 from seawall.config.schema import Config
-from seawall.config.stack import gate_settings, make_limit
-from seawall.core.types import Criticality, Operation, Request, Response
+from seawall.config.stack import OPERATIONS, gate_settings, make_limit
+from seawall.core.types import Criticality, Request, Response
 from seawall.policies.admission import AdmissionPolicy
 from seawall.policies.deployment import DeploymentHandle
 from seawall.policies.gate import AdmissionGate, Ticket
@@ -148,7 +148,7 @@ def build_replica(index: int, config: Config, deployments: dict[str, list[tuple[
             dep_cfg = next(d for d in model.deployments if d.name == name)
             handles.append(DeploymentHandle(name, _never, breaker, clock, weight=weight, priority=priority,
                                             ttft_timeout_s=dep_cfg.ttft_timeout_s))
-        op = Operation.CHAT if model.kind == "chat" else Operation.EMBEDDINGS
+        op = OPERATIONS[model.kind]
         groups[model.name] = ModelGroup(model.name, op, tuple(handles), model.balancing)
     router = Router(
         groups, clock=clock, rng=rng,

@@ -31,7 +31,7 @@ FINGERPRINTS = {
     "DeploymentHandle.attempt": "b6b2e236d15ffbe9",
     "AuthPolicy.authenticate": "57b5b11cdfbc5012",
     "Runtime._admission": "d8729456f5df0253",
-    "Runtime._groups": "8d9b25cc474cfc3d",
+    "Runtime._groups": "0d25a3f6799ad1ed",
 }
 
 
