@@ -40,11 +40,16 @@ __all__ = [
     "chat_request",
     "conversation_after",
     "deleted_body",
+    "function_call_item",
+    "input_messages",
+    "item_ids",
+    "message_item",
     "output_from_chat",
     "parse_responses",
     "response_body",
     "response_error",
     "response_object",
+    "status_of",
     "usage_from_chat",
 ]
 
