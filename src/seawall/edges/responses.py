@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from seawall.core.errors import GatewayError, InvalidRequest, UpstreamError
+from seawall.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, UpstreamError
 from seawall.core.types import Operation, Request, Response
 from seawall.edges.stores.stored_response import ResponseStore, StoredResponse
 from seawall.providers import openai
@@ -72,7 +72,12 @@ class ResponsesEndpoint:
             tenant = self.runtime.auth.authenticate(outer.headers, outer.client_addr).tenant
             history = await self._history(call.previous_response_id, tenant)
         chat, turn = chat_request(call, history)
-        inner = Request(id=outer.id, api="openai", operation=Operation.RESPONSES, raw=_encode(chat),
+        raw = _encode(chat)
+        limit = self.runtime.config.server.max_body_bytes
+        if len(raw) > limit:  # the same bound a client sending the whole history itself would meet
+            raise PayloadTooLarge(f"The conversation continued from 'previous_response_id' is larger than the limit"
+                                  f" of {limit} bytes; start a new one or send less.", param="previous_response_id")
+        inner = Request(id=outer.id, api="openai", operation=Operation.RESPONSES, raw=raw,
                         headers=outer.headers, client_addr=outer.client_addr, received_at=outer.received_at,
                         deadline=outer.deadline, parse=openai.parse_chat)
         clock = self.runtime.clock
