@@ -39,9 +39,12 @@ class MemoryStore:
 
 def endpoint(store: MemoryStore, max_body_bytes: int = 1 << 20) -> tuple[ResponsesEndpoint, list[Request]]:
     seen: list[Request] = []
+    attempts: list[Request] = []
 
-    async def handler(request: Request) -> Response:
+    async def handler(request: Request) -> Response:  # as the stack does: auth, then routing reads the payload
         request.ctx.principal = PRINCIPAL
+        attempts.append(request)
+        request.payload  # noqa: B018 - raises for a request refused before translation
         seen.append(request)
         return Response(200, msgspec.json.encode(CHAT), headers=[("content-type", "application/json")])
 
@@ -50,7 +53,9 @@ def endpoint(store: MemoryStore, max_body_bytes: int = 1 << 20) -> tuple[Respons
                                server=SimpleNamespace(max_body_bytes=max_body_bytes)),
         auth=SimpleNamespace(authenticate=lambda headers, addr: PRINCIPAL), clock=FakeClock(),
         rng=SimpleNamespace(token_hex=lambda n: "ab" * n), handler=handler)
-    return ResponsesEndpoint(runtime, store), seen  # type: ignore[arg-type]
+    ep = ResponsesEndpoint(runtime, store)  # type: ignore[arg-type]
+    ep.attempts = attempts  # type: ignore[attr-defined]
+    return ep, seen
 
 
 def request(**body) -> Request:
@@ -94,3 +99,7 @@ async def test_unknown_previous_ids_and_oversized_conversations_are_refused():
     with pytest.raises(PayloadTooLarge) as too_big:
         await ep.create(request(previous_response_id="resp_big"))
     assert too_big.value.param == "previous_response_id" and not seen
+    # Both went through the stack (observed and in the ledger like a malformed chat body), refused there.
+    assert [r.operation for r in ep.attempts] == [Operation.RESPONSES] * 2  # type: ignore[attr-defined]
+    with pytest.raises(InvalidRequest):
+        ep.attempts[0].payload  # type: ignore[attr-defined]  # noqa: B018
