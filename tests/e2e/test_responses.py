@@ -165,7 +165,12 @@ def test_no_key_is_401_and_bad_json_is_400(gw):
     assert resp.status_code == 405 and resp.headers["allow"] == "DELETE, GET, HEAD"
 
 
-def test_responses_are_counted_under_their_own_route(gw):
+def test_responses_are_counted_under_their_own_route_refusals_included(gw):
     client(gw).responses.create(model="chat", input="count me")
+    assert post(gw, {"model": "chat", "input": []}).status_code == 400  # refused before translation
+    assert post(gw, {"model": "chat", "input": "x", "previous_response_id": "resp_gone"}).status_code == 400
     metrics = httpx.get(gw.url + "/metrics", timeout=5).text
-    assert 'route="responses"' in metrics
+    assert 'seawall_requests_total{reason="ok",route="responses",status="200",tier="enterprise"}' in metrics
+    assert 'seawall_requests_total{reason="invalid_request",route="responses",status="400",tier="enterprise"}' \
+        in metrics
+    assert 'reason="previous_response_not_found",route="responses",status="400"' in metrics

@@ -20,6 +20,8 @@ The default policy order (outermost first) and why each sits where it does:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -85,6 +87,7 @@ class Runtime:
     quota: QuotaPolicy[QuotaService] | None = None
     _mocks: list[Any] = field(default_factory=list)
     _background: list[Any] = field(default_factory=list)
+    _purge: asyncio.Task[None] | None = None
     started: bool = False
 
     async def start(self) -> None:
@@ -112,7 +115,8 @@ class Runtime:
         policies = [policy for _, build in STACK if (policy := build(self)) is not None]
         self._start_metrics_pollers(self.router)
         self.handler = compose(policies, self.router)
-        await self._purge_responses()
+        # In the background: a database that is slow or down at start must not delay serving.
+        self._purge = asyncio.get_running_loop().create_task(self._purge_responses(), name="responses-purge")
         self.started = True
 
     async def _purge_responses(self) -> None:
@@ -237,6 +241,10 @@ class Runtime:
             await runner.cleanup()
         if self.ledger is not None:
             await self.ledger.stop()
+        if self._purge is not None and not self._purge.done():
+            self._purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purge
         await self.responses_store.close()
         if self.loop_lag is not None:
             await self.loop_lag.stop()

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from seawall.core.errors import GatewayError, InvalidRequest, UpstreamError
-from seawall.core.types import Operation, Request, Response
+from seawall.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, UpstreamError
+from seawall.core.types import Operation, Payload, Request, Response
 from seawall.edges.stores.stored_response import ResponseStore, StoredResponse
 from seawall.providers import openai
 from seawall.providers.responses import (
@@ -66,13 +66,22 @@ class ResponsesEndpoint:
 
     # -- create --------------------------------------------------------------------------------
     async def create(self, outer: Request) -> Response:
-        call = parse_responses(outer.raw)
-        history: list[dict[str, Any]] = []
-        if call.previous_response_id is not None:
-            tenant = self.runtime.auth.authenticate(outer.headers, outer.client_addr).tenant
-            history = await self._history(call.previous_response_id, tenant)
-        chat, turn = chat_request(call, history)
-        inner = Request(id=outer.id, api="openai", operation=Operation.RESPONSES, raw=_encode(chat),
+        try:
+            call = parse_responses(outer.raw)
+            history: list[dict[str, Any]] = []
+            if call.previous_response_id is not None:
+                tenant = self.runtime.auth.authenticate(outer.headers, outer.client_addr).tenant
+                history = await self._history(call.previous_response_id, tenant)
+            chat, turn = chat_request(call, history)
+            raw = _encode(chat)
+            limit = self.runtime.config.server.max_body_bytes
+            if len(raw) > limit:  # the bound a client sending the whole history itself would meet
+                raise PayloadTooLarge(f"The conversation continued from 'previous_response_id' is larger than the"
+                                      f" limit of {limit} bytes; start a new one or send less.",
+                                      param="previous_response_id")
+        except GatewayError as err:
+            return await self._refuse(outer, err)
+        inner = Request(id=outer.id, api="openai", operation=Operation.RESPONSES, raw=raw,
                         headers=outer.headers, client_addr=outer.client_addr, received_at=outer.received_at,
                         deadline=outer.deadline, parse=openai.parse_chat)
         clock = self.runtime.clock
@@ -94,6 +103,20 @@ class ResponsesEndpoint:
                                                                if h[0] != "content-type"] + _JSON_HEADERS,
                        usage=response.usage, deployment=response.deployment)
         return out
+
+    async def _refuse(self, outer: Request, err: GatewayError) -> Response:
+        """Send a request refused before translation through the stack anyway, as a body that fails
+        to parse: the stack refuses it where it refuses a malformed chat body (after auth, so a bad
+        key is still a 401), and the observe policy counts it and writes its ledger row."""
+
+        def parse(raw: bytes) -> Payload:
+            raise err
+
+        refused = Request(id=outer.id, api="openai", operation=Operation.RESPONSES, raw=outer.raw,
+                          headers=outer.headers, client_addr=outer.client_addr, received_at=outer.received_at,
+                          deadline=outer.deadline, parse=parse)
+        await self.runtime.handler(refused)
+        raise err  # every stack reads the payload (routing needs the model); this is a backstop
 
     async def _events(self, inner: AsyncIterator[bytes], translator: ChatToResponsesStream, call: ResponsesCall,
                       context: list[dict[str, Any]], tenant: str) -> AsyncIterator[bytes]:

@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from seawall.core.errors import GatewayError, InvalidRequest
+from seawall.core.errors import GatewayError, InvalidRequest, UpstreamError
 from seawall.providers.openai import load_json_object
 
 __all__ = [
@@ -40,11 +40,16 @@ __all__ = [
     "chat_request",
     "conversation_after",
     "deleted_body",
+    "function_call_item",
+    "input_messages",
+    "item_ids",
+    "message_item",
     "output_from_chat",
     "parse_responses",
     "response_body",
     "response_error",
     "response_object",
+    "status_of",
     "usage_from_chat",
 ]
 
@@ -364,7 +369,9 @@ def output_from_chat(response_id: str, message: dict[str, Any]) -> list[dict[str
         output.append(message_item(msg_id, text if isinstance(text, str) else None,
                                    refusal if isinstance(refusal, str) else None, "completed"))
     for k, call in enumerate(message.get("tool_calls") or []):
-        fn = call.get("function") or {}
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict):
+            raise UpstreamError("The upstream's tool call has no function.", reason="upstream_malformed")
         output.append(function_call_item(f"{fc_id}_{k}", str(call.get("id") or f"call_{k}"),
                                          str(fn.get("name") or ""), str(fn.get("arguments") or ""), "completed"))
     return output
@@ -422,12 +429,16 @@ def response_body(call: ResponsesCall, chat: dict[str, Any], *, id: str, created
     """The ``response`` object for a whole ``chat.completion``."""
     choices = chat.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise GatewayError("The upstream's chat completion has no choices.", code="bad_upstream_body")
+        raise UpstreamError("The upstream's chat completion has no choices.", reason="upstream_malformed")
     choice = choices[0]
+    message = choice.get("message") or {}
+    if not isinstance(message, dict) or not isinstance(message.get("tool_calls") or [], list):
+        raise UpstreamError("The upstream's chat completion has a malformed message.",
+                            reason="upstream_malformed")
     status, reason = status_of(choice.get("finish_reason"))
     return response_object(
         call, id=id, created_at=created_at, model=str(chat.get("model") or call.model), status=status,
-        output=output_from_chat(id, choice.get("message") or {}), usage=usage_from_chat(chat.get("usage")),
+        output=output_from_chat(id, message), usage=usage_from_chat(chat.get("usage")),
         incomplete_reason=reason, completed_at=completed_at if status == "completed" else None,
         service_tier=chat.get("service_tier"),
     )

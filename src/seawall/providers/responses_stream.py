@@ -135,7 +135,8 @@ class ChatToResponsesStream:
 
     def _on_tool(self, out: list[bytes], call: dict[str, Any]) -> None:
         k = call.get("index", 0)
-        fn = call.get("function") or {}
+        fn = call.get("function")
+        fn = fn if isinstance(fn, dict) else {}
         index = self._tools.get(k)
         if index is None:
             item = function_call_item(f"{self._fc_prefix}_{k}", str(call.get("id") or f"call_{self.id}_{k}"),
@@ -145,7 +146,7 @@ class ChatToResponsesStream:
         elif index != len(self._output) - 1 or self._item is None:
             raise UpstreamError("Upstream interleaved tool call deltas.", code="bad_stream_event")
         args = fn.get("arguments")
-        if args:
+        if isinstance(args, str) and args:
             self._args.append(args)
             self._emit(out, "response.function_call_arguments.delta", item_id=self._output[index]["id"],
                        output_index=index, delta=args)
@@ -179,10 +180,13 @@ class ChatToResponsesStream:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise UpstreamError("Upstream sent a chunk whose delta is not an object.", code="bad_stream_event")
             text = delta.get("content") or delta.get("refusal")
-            if text:
+            if isinstance(text, str) and text:
                 self._on_text(out, text)
-            for call in delta.get("tool_calls") or []:
+            calls = delta.get("tool_calls") or []
+            for call in calls if isinstance(calls, list) else []:
                 if isinstance(call, dict):
                     self._on_tool(out, call)
             if choice.get("finish_reason"):

@@ -36,3 +36,25 @@ async def test_sqlite_store_keeps_the_contract(tmp_path):
 async def test_sqlite_store_survives_a_reopen(tmp_path):
     await SqliteResponseStore(tmp_path / "s.db").put(record("resp_kept"))
     assert await SqliteResponseStore(tmp_path / "s.db").get("resp_kept", "acme", 0.0) == record("resp_kept")
+
+
+async def test_the_runtime_purges_expired_responses_in_the_background_at_start(tmp_path):
+    import yaml
+
+    from seawall.config import parse_config
+    from seawall.config.stack import build_runtime
+
+    config = parse_config(yaml.safe_load(f"""
+store: {{sqlite_path: "{tmp_path}/s.db", ledger_spill_path: "{tmp_path}/spill.jsonl", responses_retention_s: 60}}
+models: [{{name: chat, deployments: [{{base_url: "http://127.0.0.1:9/v1"}}]}}]
+"""))
+    store = SqliteResponseStore(tmp_path / "s.db")
+    await store.put(record("resp_old", created_at=1.0))
+    runtime = build_runtime(config)
+    await runtime.start()
+    try:
+        assert runtime._purge is not None
+        await runtime._purge
+        assert await store.get("resp_old", "acme", 0.0) is None
+    finally:
+        await runtime.stop()

@@ -256,3 +256,30 @@ def test_an_undecodable_chunk_is_an_upstream_error():
     tr = ChatToResponsesStream(call(), id="resp_u", created_at=5, now=lambda: 6)
     with pytest.raises(UpstreamError):
         tr.feed(b"data: {nope\n\n")
+
+
+@pytest.mark.parametrize("chat", [
+    {"choices": []},
+    {"choices": ["x"]},
+    {"choices": [{"message": "text"}]},
+    {"choices": [{"message": {"tool_calls": [{"id": "c"}]}}]},
+    {"choices": [{"message": {"tool_calls": "x"}}]},
+])
+def test_a_malformed_chat_completion_is_a_502_not_a_crash(chat):
+    with pytest.raises(UpstreamError) as info:
+        r.response_body(call(), chat, id="resp_m", created_at=1, completed_at=2)
+    assert info.value.status == 502
+
+
+@pytest.mark.parametrize("delta", [[1], "text"])
+def test_a_malformed_delta_is_an_upstream_error(delta):
+    tr = ChatToResponsesStream(call(), id="resp_d", created_at=5, now=lambda: 6)
+    with pytest.raises(UpstreamError):
+        tr.feed(event(msgspec.json.encode({"choices": [{"index": 0, "delta": delta}]})))
+
+
+def test_odd_but_harmless_chunks_are_ignored():
+    tr = ChatToResponsesStream(call(), id="resp_o", created_at=5, now=lambda: 6)
+    out = run(tr, [chunk({"content": None, "tool_calls": None}), chunk({"tool_calls": [{"index": 0, "function": 5}]}),
+                   event(b"[1, 2]"), DONE])
+    assert decoded(out[-1])["type"] == "response.completed"
