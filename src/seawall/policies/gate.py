@@ -172,7 +172,7 @@ class AdmissionGate:
             raise self._reject(crit, units, "deadline",
                                "The service is at capacity and this request could not start before its "
                                "deadline.")
-        if wait_s > max_wait_s and len(self.queue) > 0:
+        if wait_s > max_wait_s and len(self.queue) > 0 and not self._entitled(crit, units, limit):
             raise self._reject(crit, units, "overload", "The service is at capacity; try again shortly.")
         self.queue.max_units = max(units, s.queue_max_units_ratio * limit)
         queue_deadline = min(deadline_s - s.min_service_s, now + max_wait_s)
@@ -268,6 +268,26 @@ class AdmissionGate:
             if room > 0.0:
                 protect += room
         return protect
+
+    def _entitled(self, crit: Criticality, units: float, limit: float) -> bool:
+        """Critical work for which the limit has room once sheddable work keeps no more than its
+        own reserved shares: paying work in flight and queued, plus this request, within what the
+        flood may not hold against it. Such a request waits for that capacity (held by sheddable
+        work that will release it: admission never preempts) instead of being refused on a wait
+        estimate, which counts every queued request ahead of it and reads capacity the flood has
+        only borrowed as taken. Still bounded by its queue deadline (``queue_timeout``)."""
+        if crit < _CRITICAL:
+            return False
+        limiter = self.limiter
+        kept = 0.0  # what sheddable tiers may hold against paying work: at most their reserved shares
+        for c in range(_CRITICAL):
+            held = limiter.usage(Criticality(c))
+            reserved = limiter.reserved(Criticality(c), limit)
+            kept += held if held < reserved else reserved
+        paying = units
+        for c in _PAYING:
+            paying += limiter.usage(c) + self.queue.units_in(c)
+        return paying <= limit - kept
 
     def _try_start(self, crit: Criticality, units: float, limit: float) -> bool:
         limiter = self.limiter

@@ -348,3 +348,23 @@ async def test_one_retry_plan_per_client_request_across_requeues():
         assert request.ctx.attempts == len(sends) - before <= 3 + 2  # max_attempts + max_requeues
         clock.advance(2.0)
     assert g.limiter.inflight == 0
+
+
+async def test_paying_work_waits_for_what_the_flood_only_borrowed_instead_of_an_estimate_refusal():
+    """Issue 11 item 4: a paying request is not shed while the capacity it could use is held by
+    sheddable work beyond its reserved shares; it waits for that capacity (bounded by its queue
+    deadline). Work beyond what the flood may keep is still refused on the wait estimate."""
+    clock = FakeClock()
+    g = gate(clock, max_queue_wait_s=0.5, critical_max_queue_wait_s=0.01)  # any line is "too long"
+    await _busy_with(g, clock, C.SHEDDABLE, 2.0)  # the flood holds all 100 units; its share is 10
+    now = clock.now()
+    waiting = [asyncio.ensure_future(g.acquire(C.CRITICAL, 20, now + 60)) for _ in range(4)]  # 80 <= 90
+    await asyncio.sleep(0)
+    assert g.estimated_wait_s(C.CRITICAL, 20, now) > 0.01
+    assert not any(w.done() for w in waiting)  # all queued: the flood only borrowed what they need
+    beyond = asyncio.ensure_future(g.acquire(C.CRITICAL, 20, now + 60))  # 100 > 100 - 10
+    await asyncio.sleep(0)
+    assert beyond.done() and isinstance(beyond.exception(), Overloaded)
+    assert beyond.exception().reason == "overload"  # type: ignore[union-attr]
+    for w in waiting:
+        w.cancel()
