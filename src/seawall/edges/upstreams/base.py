@@ -23,11 +23,11 @@ from typing import Any, Protocol
 
 import msgspec
 
-from seawall.algorithms.pacing import parse_rate_limits, parse_retry_after_s
 from seawall.core.errors import GatewayError, InvalidRequest, Overloaded, UpstreamError, UpstreamTimeout
 from seawall.core.types import Request, Response, Usage
 from seawall.edges.upstreams.http1 import ConnectFailed, HttpClient, HttpError, HttpResponse, HttpTimeout
 from seawall.env import Clock
+from seawall.providers.ratelimits import parse_rate_limits, parse_retry_after_s
 from seawall.providers.translate import Untranslatable
 
 _DEADLINE_SLACK_S = 0.005  # a timer set for the deadline may fire this early on the loop's clock
