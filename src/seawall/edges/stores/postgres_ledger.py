@@ -39,12 +39,16 @@ CREATE TABLE IF NOT EXISTS {s}.usage (
     reason      text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS usage_ts ON {s}.usage (ts);
+ALTER TABLE {s}.usage ADD COLUMN IF NOT EXISTS guard_action text, ADD COLUMN IF NOT EXISTS guard_stage text,
+    ADD COLUMN IF NOT EXISTS guard_rules text, ADD COLUMN IF NOT EXISTS guard_score double precision,
+    ADD COLUMN IF NOT EXISTS guard_latency_s double precision, ADD COLUMN IF NOT EXISTS guard_degraded boolean,
+    ADD COLUMN IF NOT EXISTS guard_output text;
 """
 
 _INSERT = """
 INSERT INTO usage SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[],
     $6::text[], $7::text[], $8::text[], $9::int4[], $10::int4[], $11::float8[], $12::float8[], $13::int4[],
-    $14::text[])
+    $14::text[], $15::text[], $16::text[], $17::text[], $18::float8[], $19::float8[], $20::bool[], $21::text[])
 ON CONFLICT (record_id) DO NOTHING
 """
 
