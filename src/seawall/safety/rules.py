@@ -66,7 +66,7 @@ RULES: tuple[Rule, ...] = (
          + r"(?:rules|guidelines|instructions|policies)\b", 0.8, caseless=True),
     # -- jailbreak ------------------------------------------------------------------------------
     Rule("dan", "jailbreak",
-         r"\b[Yy]ou\s+are\s+(?:now\s+)?(?:DAN|STAN|DUDE|AIM)\b|\b(?:DAN|STAN)\s+[Mm]ode\b", 0.95),  # names in capitals only
+         r"\b[Yy]ou\s+are\s+(?:now\s+)?(?:DAN|STAN|DUDE|AIM)\b|\b(?:DAN|STAN)\s+[Mm]ode\b", 0.95),
     Rule("do_anything_now", "jailbreak", r"\bdo\s+anything\s+now\b", 0.95, caseless=True),
     Rule("no_restrictions", "jailbreak",
          r"\b(?:pretend|imagine|act\s+as\s+if|assume|suppose)\s+(?:that\s+)?you\s+(?:have|had|are|were)\s+"
