@@ -16,37 +16,27 @@ IBAN_LENGTHS: dict[str, int] = {
     "VA": 22, "VG": 24, "XK": 20,
 }
 _SEPARATORS = b" -"
+_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")  # a digit doubled, then its digits summed
+_LETTERS = str.maketrans({chr(c): str(c - 55) for c in range(65, 91)})  # A=10 ... Z=35 (ISO 13616)
 
 
 def luhn_valid(digits: bytes) -> bool:
     """True when ``digits`` (ASCII, separators allowed) has 13-19 digits, a card network's leading
-    digit (3 Amex/Diners/JCB, 4 Visa, 5 and 2 Mastercard, 6 Discover/UnionPay) and a Luhn check."""
-    nums = [c - 48 for c in digits if c not in _SEPARATORS]
-    if not 13 <= len(nums) <= 19 or nums[0] not in (2, 3, 4, 5, 6) or len(set(nums)) == 1:
+    digit (2 and 5 Mastercard, 3 Amex/Diners/JCB, 4 Visa, 6 Discover/UnionPay) and a Luhn check.
+    Byte-string operations only (no loop in Python): many candidates in a long prompt fail here."""
+    nums = digits.translate(None, _SEPARATORS)
+    n = len(nums)
+    if not 13 <= n <= 19 or nums[0] not in b"23456" or nums.count(nums[:1]) == n or not nums.isdigit():
         return False
-    total = 0
-    for i, d in enumerate(reversed(nums)):
-        if i & 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
+    kept = nums[-1::-2]
+    doubled = nums[-2::-2].translate(_DOUBLED)
+    return (sum(kept) + sum(doubled) - 48 * n) % 10 == 0
 
 
 def iban_valid(text: bytes) -> bool:
     """True when ``text`` is an IBAN of its country's length whose mod-97 remainder is 1."""
-    compact = bytes(c for c in text if c not in _SEPARATORS).upper()
-    country = compact[:2].decode("ascii", "replace")
-    if IBAN_LENGTHS.get(country) != len(compact):
+    compact = text.translate(None, _SEPARATORS).upper()
+    if IBAN_LENGTHS.get(compact[:2].decode("ascii", "replace")) != len(compact) or not compact.isalnum():
         return False
-    rearranged = compact[4:] + compact[:4]
-    remainder = 0
-    for c in rearranged:
-        if 48 <= c <= 57:
-            remainder = (remainder * 10 + c - 48) % 97
-        elif 65 <= c <= 90:
-            remainder = (remainder * 100 + c - 55) % 97
-        else:
-            return False
-    return remainder == 1
+    rearranged = (compact[4:] + compact[:4]).decode("ascii").translate(_LETTERS)
+    return int(rearranged) % 97 == 1

@@ -79,17 +79,24 @@ class Stage1:
     def _spans(self, text: bytes, spans: dict[tuple[int, int], list[int]]) -> list[Finding]:
         out: list[Finding] = []
         last_end: dict[int, int] = {}
-        for (rule_id, start), ends in sorted(spans.items(), key=lambda kv: kv[0][1]):
+        for (rule_id, start), ends in sorted(spans.items(), key=_by_start):
             if start < last_end.get(rule_id, -1):
                 continue  # inside a span this rule already reported
             rule = self.rules[rule_id]
             if rule.extend_left:
                 start = _extend_left(text, start, rule.extend_left)
+            core = rule.core
+            if core:
+                while text[start] not in core:
+                    start += 1
             fence = self._word[rule_id]
             if fence and start > 0 and text[start - 1] in fence:
                 continue
             check = _CHECKS[rule.check] if rule.check is not None else None
-            for end in sorted(ends, reverse=True):
+            for end in reversed(ends):  # Hyperscan reports in order of end: longest first
+                if core:
+                    while end > start and text[end - 1] not in core:
+                        end -= 1
                 if fence and end < len(text) and _fenced_after(text, end, fence):
                     continue
                 if check is not None and not check(text[start:end]):
@@ -119,6 +126,10 @@ class Stage1:
             used.append(f)
         parts.append(data[pos:])
         return b"".join(parts).decode("utf-8", "replace"), used
+
+
+def _by_start(item: tuple[tuple[int, int], list[int]]) -> int:
+    return item[0][1]
 
 
 def _extend_left(text: bytes, start: int, allowed: bytes, max_bytes: int = 64) -> int:
