@@ -109,7 +109,7 @@ def overhead(stage1: Stage1, rules: GuardRules, n: int) -> tuple[str, dict[int, 
         body = {"model": "m", "messages": [{"role": "system", "content": "You are a helpful assistant."},
                                            {"role": "user", "content": prompt_of(size)}]}
 
-        def guard_in() -> object:
+        def guard_in(body: dict[str, object] = body) -> object:
             untrusted, _ = prompt_texts(Operation.CHAT, body)
             return after_stage1(stage1.scan("\n".join(untrusted).encode()), rules)
 
@@ -123,10 +123,10 @@ def overhead(stage1: Stage1, rules: GuardRules, n: int) -> tuple[str, dict[int, 
             for r in RULES:
                 rs.Add(("(?i)" if r.caseless else "") + r.pattern.replace(r"\s", r"[ \t\n\r\f\v]"))
             rs.Compile()
-            xs = timed(lambda: rs.Match(data), n)
+            xs = timed(lambda rs=rs, data=data: rs.Match(data), n)
             rows.append([f"{size // 1024} KB", "RE2 Set, match only (no spans)", f"{pct(xs, 0.5) * 1e6:.1f}",
                          f"{pct(xs, 0.99) * 1e6:.1f}"])
-        xs = timed(lambda: [p.search(data) for p in pats], max(50, n // 20))
+        xs = timed(lambda data=data: [p.search(data) for p in pats], max(50, n // 20))
         rows.append([f"{size // 1024} KB", "Python re, one pass per rule", f"{pct(xs, 0.5) * 1e6:.1f}",
                      f"{pct(xs, 0.99) * 1e6:.1f}"])
     return table(["prompt", "engine", "p50 µs", "p99 µs"], rows), p99s

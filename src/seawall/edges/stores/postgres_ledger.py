@@ -99,7 +99,9 @@ async def _summarise(url: str, schema: str, by: tuple[str, ...], since_ts: float
     cols = [allowed[b] for b in by]
     names = list(by)
     sql = (f"SELECT {', '.join(cols)}, count(*), count(*) FILTER (WHERE status >= 400), sum(tokens_in),"
-           f" sum(tokens_out), avg(latency_s) FROM usage WHERE ts >= $1 GROUP BY {', '.join(names)}"
+           f" sum(tokens_out), avg(latency_s), count(*) FILTER (WHERE guard_action IN ('block', 'unavailable')"
+           f" OR guard_output IS NOT NULL), count(*) FILTER (WHERE guard_degraded) FROM usage WHERE ts >= $1"
+           f" GROUP BY {', '.join(names)}"
            f" ORDER BY {', '.join(names)}")
     conn = await connect(url, schema, timeout_s)
     try:
@@ -110,9 +112,10 @@ async def _summarise(url: str, schema: str, by: tuple[str, ...], since_ts: float
     out = []
     for row in rows:
         item = {n: row[i] for i, n in enumerate(names)}
-        requests, errors, tin, tout, avg_latency = (row[len(names) + i] for i in range(5))
+        requests, errors, tin, tout, avg_latency, blocked, degraded = (row[len(names) + i] for i in range(7))
         item.update(requests=requests, errors=errors, tokens_in=int(tin or 0), tokens_out=int(tout or 0),
-                    avg_latency_s=round(float(avg_latency or 0.0), 4))
+                    avg_latency_s=round(float(avg_latency or 0.0), 4), guard_blocked=int(blocked or 0),
+                    guard_degraded=int(degraded or 0))
         out.append(item)
     return out
 

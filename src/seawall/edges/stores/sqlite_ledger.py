@@ -81,7 +81,8 @@ def summarise(path: str | Path, by: tuple[str, ...] = ("tenant", "model", "tier"
     conn = sqlite3.connect(Path(path), timeout=5.0)
     try:
         sql = (f"SELECT {', '.join(cols)}, count(*), sum(status >= 400), sum(tokens_in), sum(tokens_out),"
-               f" avg(latency_s) FROM usage WHERE ts >= ? GROUP BY {', '.join(names)}"
+               f" avg(latency_s), sum(guard_action IN ('block', 'unavailable') OR guard_output IS NOT NULL),"
+               f" sum(coalesce(guard_degraded, 0)) FROM usage WHERE ts >= ? GROUP BY {', '.join(names)}"
                f" ORDER BY {', '.join(names)}")
         rows = conn.execute(sql, (since_ts or 0.0,)).fetchall()
     finally:
@@ -89,8 +90,9 @@ def summarise(path: str | Path, by: tuple[str, ...] = ("tenant", "model", "tier"
     out = []
     for row in rows:
         item = dict(zip(names, row[: len(names)], strict=True))
-        requests, errors, tin, tout, avg_latency = row[len(names):]
+        requests, errors, tin, tout, avg_latency, guard_blocked, guard_degraded = row[len(names):]
         item.update(requests=requests, errors=errors, tokens_in=tin or 0, tokens_out=tout or 0,
-                    avg_latency_s=round(avg_latency or 0.0, 4))
+                    avg_latency_s=round(avg_latency or 0.0, 4), guard_blocked=guard_blocked or 0,
+                    guard_degraded=guard_degraded or 0)
         out.append(item)
     return out
