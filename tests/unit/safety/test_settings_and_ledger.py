@@ -31,7 +31,7 @@ def test_policies_apply_per_model_and_tier_first_match_wins():
 
 
 def test_stage2_must_name_a_moderation_group():
-    with pytest.raises(ValidationError, match="guard.stage2.model"):
+    with pytest.raises(ValidationError, match=r"guard\.stage2\.model"):
         Config(models=MODELS, guard={"stage2": {"model": "chat"}})
     with pytest.raises(ValidationError):
         Config(models=MODELS, guard={"default": {"on_unavailable": "maybe"}})
