@@ -138,7 +138,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    header = [*by, "requests", "errors", "tokens_in", "tokens_out", "avg_latency_s"]
+    header = [*by, "requests", "errors", "tokens_in", "tokens_out", "avg_latency_s", "guard_blocked",
+              "guard_degraded"]
     print("  ".join(f"{h:>14}" for h in header))
     for row in rows:
         print("  ".join(f"{row[h]!s:>14}" for h in header))

@@ -15,7 +15,8 @@ ALLOWED = {
     "algorithms": {"algorithms", "core"},
     "providers": {"providers", "core"},
     "auth": {"auth", "core", "env", "algorithms"},
-    "policies": {"policies", "algorithms", "core", "env", "auth", "providers"},
+    "policies": {"policies", "algorithms", "core", "env", "auth", "providers", "safety"},
+    "safety": {"safety", "algorithms", "core", "providers"},
 }
 
 

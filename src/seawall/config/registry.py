@@ -31,6 +31,7 @@ from seawall.policies.admission import AdmissionPolicy
 from seawall.policies.deployment import DeploymentHandle, Send
 from seawall.policies.gate import AdmissionGate, GateSettings
 from seawall.policies.route import ModelGroup, RetrySettings, Router
+from seawall.safety.settings import GuardStage2Settings
 
 __all__ = [
     "LIMITS",
@@ -41,6 +42,7 @@ __all__ = [
     "make_breaker",
     "make_gates",
     "make_groups",
+    "make_guard_gate",
     "make_handle",
     "make_limit",
     "make_router",
@@ -171,3 +173,14 @@ def make_admission(a: AdmissionSettings, gates: Mapping[str, AdmissionGate], rou
         lag_shed_s={Criticality.parse(k): v for k, v in a.loop_lag_shed_s.items()},
         on_shed=on_shed, on_admit=on_admit,
     )
+
+
+def make_guard_gate(s: GuardStage2Settings, clock: Clock) -> AdmissionGate:
+    """Stage 2's capacity (``guard.stage2``): an AIMD limit in calls, reserved shares per criticality,
+    a short bounded queue; the same gate object admission uses, so the simulator can run it too."""
+    limit = AimdLimit(initial_limit=s.limit_requests, min_limit=min(s.min_limit_requests, s.limit_requests),
+                      max_limit=s.limit_requests)
+    shares = {Criticality.parse(k): v for k, v in s.shares.items()}
+    return AdmissionGate(f"guard:{s.model}", clock=clock, limit=limit, limiter=PartitionedLimiter(shares),
+                         settings=GateSettings(queue_max_items=256, max_queue_wait_s=s.max_queue_wait_s,
+                                               critical_max_queue_wait_s=s.max_queue_wait_s))

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from seawall.core.types import Criticality
+from seawall.safety.settings import GuardSettings
 
 __all__ = [
     "AuthSettings",
@@ -407,6 +408,8 @@ class Config(_Strict):
     tenants: list[Tenant] = Field(default_factory=list)
     models: list[Model] = Field(min_length=1)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    guard: GuardSettings | None = Field(None, description="safety stages on prompts and completions"
+                                        " (seawall.safety.settings)")
     redis_url: str | None = Field(None, description="same as store.redis_url")
     redis_url_env: str | None = Field(None, pattern=_ENV_NAME, description="same as store.redis_url_env")
     database_url: str | None = Field(None, description="same as store.database_url")
@@ -470,6 +473,9 @@ class Config(_Strict):
             dnames = [d.name for d in model.deployments if d.name]
             if len(set(dnames)) != len(dnames):
                 problems.append(f"models[{i}].deployments: names must be unique")
+        if self.guard is not None and self.guard.stage2 is not None and not any(
+                m.name == self.guard.stage2.model and m.kind == "moderation" for m in self.models):
+            problems.append(f"guard.stage2.model: no model group '{self.guard.stage2.model}' of kind moderation")
         if self.server.default_timeout_s > self.server.max_timeout_s:
             problems.append("server.default_timeout_s: larger than server.max_timeout_s")
         if problems:

@@ -14,6 +14,9 @@ The default policy order (outermost first) and why each sits where it does:
                    parsed (event-loop lag, a tier already being shed); then the model group's gate:
                    adaptive limit, reserved shares, bounded queue. Before routing, so nothing is
                    sent upstream that the gateway cannot afford.
+4b. ``guard``    — (when ``guard:`` is configured) safety stages on the prompt, each with its own
+                   budget (policies/guard.py). After admission, so no safety work is spent on a
+                   request the gateway cannot afford; before route, so nothing unsafe leaves.
 5. ``route``     — innermost: model group -> deployment (breaker, attempt deadline, in-flight
                    work) -> upstream edge; failover within the deadline, paid from a retry budget.
 """
@@ -43,7 +46,7 @@ from seawall.config.schema import Config, Lane
 from seawall.core.compose import Handler, Policy, compose
 from seawall.core.errors import GatewayError, Overloaded
 from seawall.core.types import Criticality, Request, Response
-from seawall.edges.ledger import Ledger, LedgerRecord
+from seawall.edges.ledger import Ledger, LedgerRecord, guard_columns
 from seawall.edges.looplag import LoopLagMonitor
 from seawall.edges.metrics import GatewayMetrics
 from seawall.edges.quota import QuotaService
@@ -286,6 +289,14 @@ def _admission(rt: Runtime) -> Policy | None:
     return rt._admission(rt.router) if rt.config.admission.enabled else None
 
 
+def _guard(rt: Runtime) -> Policy | None:
+    from seawall.config.guard import build_guard
+
+    assert rt.router is not None
+    return build_guard(rt.config, rt.router, clock=rt.clock, rng=rt.rng, metrics=rt.metrics,
+                       background=rt._background)
+
+
 #: The policy stack, outermost first (the order, and why each sits where it does: the module
 #: docstring). Each entry builds its policy from the runtime being started, or None when it is off;
 #: a new policy is one file and one line here. The router is the innermost handler.
@@ -295,6 +306,7 @@ STACK: list[tuple[str, Callable[[Runtime], Policy | None]]] = [
     ("lane", _lane),
     ("quota", lambda rt: rt.quota),
     ("admission", _admission),
+    ("guard", _guard),
 ]
 
 
@@ -397,7 +409,7 @@ def ledger_recorder(ledger: Ledger, clock: Clock) -> Callable[[Request, Response
             model=model, deployments=",".join(request.ctx.deployments_tried),
             tokens_in=usage.prompt_tokens if usage else 0, tokens_out=usage.completion_tokens if usage else 0,
             latency_s=round(clock.now() - request.received_at, 6), ttft_s=request.ctx.ttft_s,
-            status=status, reason=reason,
+            status=status, reason=reason, **guard_columns(request.ctx.guard),
         ))
 
     return record

@@ -105,6 +105,7 @@ class RequestContext:
     plan: Any = None  # the request's one retry plan (algorithms/plan.py SendPlan), made by the router
     reason: str | None = None  # why it was shed or failed, for the ledger and metrics
     ttft_s: float | None = None  # streams: seconds from receipt to the first event
+    guard: Any = None  # the guard's decisions (policies/guard.py GuardRecord), for the ledger and metrics
 
 
 class Request:

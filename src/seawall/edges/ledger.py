@@ -28,14 +28,14 @@ import os
 import weakref
 from collections import deque
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from seawall.core.background import sleep_or_wake
 from seawall.env import Clock
 
-__all__ = ["Ledger", "LedgerRecord", "LedgerSink"]
+__all__ = ["GUARD_COLUMNS", "Ledger", "LedgerRecord", "LedgerSink", "guard_columns"]
 
 log = logging.getLogger("seawall.ledger")
 
@@ -55,6 +55,30 @@ class LedgerRecord(msgspec.Struct, array_like=True):
     ttft_s: float | None
     status: int
     reason: str
+    # The guard's decision (policies/guard.py), None when no guard ran. Last, with defaults, so
+    # spill files written before these columns existed still load.
+    guard_action: str | None = None  # allow | flag | redact | block | unavailable
+    guard_stage: str | None = None  # "1" or "1+2"
+    guard_rules: str | None = None  # category/rule of each hit, comma-separated (never the text)
+    guard_score: float | None = None
+    guard_latency_s: float | None = None
+    guard_degraded: bool | None = None  # stage 2 was wanted and skipped
+    guard_output: str | None = None  # guard_out: "block:<category>/<rule>" when a stream was cut
+
+
+def guard_columns(record: Any) -> dict[str, Any]:
+    """The ``guard_*`` fields of a :class:`LedgerRecord` from a request's ``ctx.guard``."""
+    if record is None:
+        return {}
+    return {"guard_action": record.action, "guard_stage": record.stage, "guard_rules": record.rules or None,
+            "guard_score": record.score, "guard_latency_s": record.latency_s, "guard_degraded": record.degraded,
+            "guard_output": record.output}
+
+
+#: The guard's columns and their SQL types (SQLite, PostgreSQL), added to older tables on start.
+GUARD_COLUMNS = (("guard_action", "TEXT", "text"), ("guard_stage", "TEXT", "text"), ("guard_rules", "TEXT", "text"),
+                 ("guard_score", "REAL", "double precision"), ("guard_latency_s", "REAL", "double precision"),
+                 ("guard_degraded", "INTEGER", "boolean"), ("guard_output", "TEXT", "text"))
 
 
 class LedgerSink(Protocol):

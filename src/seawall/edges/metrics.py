@@ -47,6 +47,21 @@ class GatewayMetrics:
         self.queue_delay = _Histograms(r, "seawall_admission_queue_delay_seconds",
                                        "Time admitted requests waited for capacity.", ["group", "criticality"],
                                        (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5))
+        self.guard = _Counts(r, "seawall_guard_decisions", "Guard decisions by direction (in: prompt, out:"
+                             " stream), action, stage and whether stage 2 was skipped.",
+                             ["direction", "action", "stage", "degraded"])
+        self.guard_latency = _Histograms(r, "seawall_guard_duration_seconds", "Time the guard added to a prompt.",
+                                         ["stage"], (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1))
+        self.guard_audits = _Counts(r, "seawall_guard_audits", "Asynchronous stage-2 audits of degraded prompts.",
+                                    ["result"])
+
+    def on_guard(self, direction: str, action: str, stage: str, degraded: bool, seconds: float) -> None:
+        self.guard.inc((direction, action, stage, "true" if degraded else "false"))
+        if direction == "in":
+            self.guard_latency.observe((stage,), seconds)
+
+    def on_guard_audit(self, result: str) -> None:
+        self.guard_audits.inc((result,))
 
     def observe_request(self, route: str, tier: str, status: int, reason: str, seconds: float) -> None:
         self.requests.inc((route, tier, str(status), reason))

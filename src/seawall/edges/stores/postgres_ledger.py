@@ -39,12 +39,16 @@ CREATE TABLE IF NOT EXISTS {s}.usage (
     reason      text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS usage_ts ON {s}.usage (ts);
+ALTER TABLE {s}.usage ADD COLUMN IF NOT EXISTS guard_action text, ADD COLUMN IF NOT EXISTS guard_stage text,
+    ADD COLUMN IF NOT EXISTS guard_rules text, ADD COLUMN IF NOT EXISTS guard_score double precision,
+    ADD COLUMN IF NOT EXISTS guard_latency_s double precision, ADD COLUMN IF NOT EXISTS guard_degraded boolean,
+    ADD COLUMN IF NOT EXISTS guard_output text;
 """
 
 _INSERT = """
 INSERT INTO usage SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[],
     $6::text[], $7::text[], $8::text[], $9::int4[], $10::int4[], $11::float8[], $12::float8[], $13::int4[],
-    $14::text[])
+    $14::text[], $15::text[], $16::text[], $17::text[], $18::float8[], $19::float8[], $20::bool[], $21::text[])
 ON CONFLICT (record_id) DO NOTHING
 """
 
@@ -95,7 +99,9 @@ async def _summarise(url: str, schema: str, by: tuple[str, ...], since_ts: float
     cols = [allowed[b] for b in by]
     names = list(by)
     sql = (f"SELECT {', '.join(cols)}, count(*), count(*) FILTER (WHERE status >= 400), sum(tokens_in),"
-           f" sum(tokens_out), avg(latency_s) FROM usage WHERE ts >= $1 GROUP BY {', '.join(names)}"
+           f" sum(tokens_out), avg(latency_s), count(*) FILTER (WHERE guard_action IN ('block', 'unavailable')"
+           f" OR guard_output IS NOT NULL), count(*) FILTER (WHERE guard_degraded) FROM usage WHERE ts >= $1"
+           f" GROUP BY {', '.join(names)}"
            f" ORDER BY {', '.join(names)}")
     conn = await connect(url, schema, timeout_s)
     try:
@@ -106,9 +112,10 @@ async def _summarise(url: str, schema: str, by: tuple[str, ...], since_ts: float
     out = []
     for row in rows:
         item = {n: row[i] for i, n in enumerate(names)}
-        requests, errors, tin, tout, avg_latency = (row[len(names) + i] for i in range(5))
+        requests, errors, tin, tout, avg_latency, blocked, degraded = (row[len(names) + i] for i in range(7))
         item.update(requests=requests, errors=errors, tokens_in=int(tin or 0), tokens_out=int(tout or 0),
-                    avg_latency_s=round(float(avg_latency or 0.0), 4))
+                    avg_latency_s=round(float(avg_latency or 0.0), 4), guard_blocked=int(blocked or 0),
+                    guard_degraded=int(degraded or 0))
         out.append(item)
     return out
 
