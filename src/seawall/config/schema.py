@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from seawall.core.types import Criticality
+from seawall.slo.settings import SloSettings
 
 __all__ = [
     "AuthSettings",
@@ -403,6 +404,7 @@ class Config(_Strict):
     tenants: list[Tenant] = Field(default_factory=list)
     models: list[Model] = Field(min_length=1)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    slo: SloSettings = Field(default_factory=SloSettings, description="SLOs, alerts, status page (seawall.slo)")
     redis_url: str | None = Field(None, description="same as store.redis_url")
     redis_url_env: str | None = Field(None, pattern=_ENV_NAME, description="same as store.redis_url_env")
     database_url: str | None = Field(None, description="same as store.database_url")
@@ -466,6 +468,7 @@ class Config(_Strict):
             dnames = [d.name for d in model.deployments if d.name]
             if len(set(dnames)) != len(dnames):
                 problems.append(f"models[{i}].deployments: names must be unique")
+        problems += [f"slo.tiers.{name}: unknown tier" for name in self.slo.tiers if name not in tier_names]
         if self.server.default_timeout_s > self.server.max_timeout_s:
             problems.append("server.default_timeout_s: larger than server.max_timeout_s")
         if problems:
