@@ -162,6 +162,7 @@ class SloEvaluator:
             if msg is not None:
                 messages.append(msg)
         self.reports = reports
+        await self._incidents(messages, now)
         return messages
 
     async def _act(self, key: str, firing: bool, now: float, started: float, objective: float,
@@ -184,32 +185,48 @@ class SloEvaluator:
             resolved_at=None if firing else now, summary=summary, dedup_key=f"{key}@{int(started)}")
         if self.notify is not None:
             self.notify(msg)
-        if severity is Severity.PAGE:
-            await self._incident(msg, firing, now)
         return msg
 
-    async def _incident(self, msg: AlertMessage, firing: bool, now: float) -> None:
-        incident_key = f"component:{msg.component}"
-        if firing:
-            what = "elevated errors" if msg.sli == "availability" else "elevated latency"
-            scope = f"model group {msg.component.partition(':')[2]}" if msg.component.startswith("group:") \
-                else msg.component_name
-            body = (f"Investigating: {what} on {scope} for {msg.tier} traffic since {_hhmm(msg.started_at)} UTC."
-                    " We are looking into it and will post an update here.")
-            ident = _id("inc", now)
-            incident = Incident(id=ident, name=f"{what.capitalize()} on {msg.component_name}", status="investigating",
-                                impact="major" if msg.sli == "availability" else "minor", components=[msg.component],
-                                alert_key=incident_key, created_at=now, updated_at=now, resolved_at=None)
-            await self.store.open_incident(incident, IncidentUpdate(_id("upd", now), ident, "investigating", body, now))
+    async def _incidents(self, messages: list[AlertMessage], now: float) -> None:
+        """Pages that fired this round open one incident for the components not already in an open one,
+        named after the most specific (a failing deployment also fails its group and the front door:
+        one incident, not three). An incident none of whose components still pages moves to monitoring."""
+        pages = [m for m in messages if m.severity == Severity.PAGE.value]
+        if not pages:
             return
-        if any(c == msg.component for c in self.paging()):
-            return  # another page on this component still fires
-        current = await self.store.incident_for_alert(incident_key)
-        if current is not None and current.status != "monitoring":
-            body = (f"Monitoring: the {'error rate' if msg.sli == 'availability' else 'latency'} on"
-                    f" {msg.component_name} has been back within its objective since {_hhmm(now)} UTC."
-                    " We are watching it before we resolve this incident.")
-            await self.store.add_update(IncidentUpdate(_id("upd", now), current.id, "monitoring", body, now))
+        open_incidents = [i for i in await self.store.incidents(now, limit=200) if i.resolved_at is None]
+        covered = {c for i in open_incidents for c in i.components}
+        fired = sorted((m for m in pages if m.status == "firing" and m.component not in covered), key=_specificity)
+        if fired:
+            await self._open(fired, now)
+        if any(m.status == "resolved" for m in pages):
+            paging = self.paging()
+            for incident in open_incidents:
+                auto = incident.alert_key is not None and incident.alert_key.startswith("component:")
+                if auto and incident.status in ("investigating", "identified") \
+                        and not any(c in paging for c in incident.components):
+                    names = ", ".join(component_name(c) for c in incident.components)
+                    body = (f"Monitoring: error rates and latency on {names}"
+                            f" have been back within their objectives since {_hhmm(now)} UTC."
+                            " We are watching them before we resolve this incident.")
+                    await self.store.add_update(IncidentUpdate(_id("upd", now), incident.id, "monitoring", body, now))
+
+    async def _open(self, fired: list[AlertMessage], now: float) -> None:
+        first = fired[0]
+        components = list(dict.fromkeys(m.component for m in fired))
+        tiers = ", ".join(dict.fromkeys(m.tier for m in fired if m.component == first.component))
+        what = "elevated errors" if first.sli == "availability" else "elevated latency"
+        scope = f"model group {first.component.partition(':')[2]}" if first.component.startswith("group:") \
+            else first.component_name
+        body = (f"Investigating: {what} on {scope} for {tiers} traffic since {_hhmm(first.started_at)} UTC."
+                " We are looking into it and will post an update here.")
+        ident = _id("inc", now)
+        availability = any(m.sli == "availability" for m in fired)
+        incident = Incident(id=ident, name=f"{what.capitalize()} on {first.component_name}", status="investigating",
+                            impact="major" if availability else "minor", components=components,
+                            alert_key=f"component:{first.component}", created_at=now, updated_at=now,
+                            resolved_at=None)
+        await self.store.open_incident(incident, IncidentUpdate(_id("upd", now), ident, "investigating", body, now))
 
     async def _run(self) -> None:
         while True:
@@ -234,6 +251,13 @@ class SloEvaluator:
     def state(self) -> dict[str, Any]:
         return {"status": "ok" if self.last_error is None else "degraded", "last_error": self.last_error,
                 "firing": sorted(self.tracker.firing)}
+
+
+def _specificity(msg: AlertMessage) -> tuple[int, str]:
+    """Deployments first, then model groups, auth, the front door; availability before latency."""
+    kind = msg.component.partition(":")[0]
+    rank = {"deployment": 0, "group": 1, "auth": 2}.get(kind, 3)
+    return rank, "0" if msg.sli == "availability" else "1"
 
 
 def _target(objective: TierObjective, sli: str) -> float:

@@ -127,7 +127,7 @@ def prometheus_rules(config: Config) -> dict[str, Any]:
     by = "component, tier, sli"
     recording = [{
         "record": _ratio(w),
-        "expr": (f'sum by ({by}) (rate({METRIC}{{outcome="bad"}}[{_duration(w)}]))\n/\n'
+        "expr": (f'sum by ({by}) (rate({METRIC}{{outcome="bad"}}[{_duration(w)}])) / '
                  f"sum by ({by}) (rate({METRIC}[{_duration(w)}]))"),
     } for w in windows]
     alerts = []
@@ -140,7 +140,7 @@ def prometheus_rules(config: Config) -> dict[str, Any]:
                     continue
                 alerts.append({
                     "alert": f"SeawallSLO{sli.capitalize()}{severity.value.capitalize()}",
-                    "expr": "\nor\n".join(_condition(r, tier, sli, target) for r in mine),
+                    "expr": " or ".join(_condition(r, tier, sli, target) for r in mine),
                     "labels": {"severity": severity.value, "tier": tier, "sli": sli},
                     "annotations": {
                         "summary": f"{{{{ $labels.component }}}}: {sli} SLO for {tier} burning its error budget",

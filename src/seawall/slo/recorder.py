@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily
@@ -37,6 +37,7 @@ __all__ = ["UNAUTHENTICATED", "SloRecorder"]
 log = logging.getLogger("seawall.slo")
 
 UNAUTHENTICATED = "unauthenticated"
+NO_DEPLOYMENT_REASONS = frozenset({"breaker_open", "all_ejected", "no_deployment"})
 PURGE_EVERY_S = 3600.0
 
 # per (bucket start, component, tier): total, bad, lat_total, lat_slow, lat_sum_s
@@ -44,12 +45,12 @@ _Key = tuple[int, str, str]
 
 
 class SloRecorder:
-    def __init__(self, store: SloStore, objectives: Mapping[str, TierObjective], groups: Iterable[str], *,
+    def __init__(self, store: SloStore, objectives: Mapping[str, TierObjective], groups: Mapping[str, list[str]], *,
                  clock: Clock, bucket_s: int = 60, flush_interval_s: float = 5.0,
                  minute_retention_days: int = 8, max_pending_rows: int = 200_000) -> None:
         self.store = store
         self.objectives = dict(objectives)
-        self.groups = frozenset(groups)
+        self.groups = {name: list(deployments) for name, deployments in groups.items()}  # group -> deployments
         self.clock = clock
         self.bucket_s = bucket_s
         self.flush_interval_s = flush_interval_s
@@ -96,6 +97,9 @@ class SloRecorder:
             for name in tried[:-1]:  # the request had to leave these
                 self._add((bucket, deployment_id(name), tier), True, None, 0.0)
             self._add((bucket, deployment_id(tried[-1]), tier), o.bad, o.slow, o.latency_s)
+        elif o.bad and reason in NO_DEPLOYMENT_REASONS and model is not None and model in self.groups:
+            for name in self.groups[model]:  # every deployment was out (breaker open, ejected): each failed it
+                self._add((bucket, deployment_id(name), tier), True, None, 0.0)
 
     def _add(self, key: _Key, bad: bool, slow: bool | None, latency_s: float) -> None:
         row = self._pending.get(key)

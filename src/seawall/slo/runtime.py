@@ -30,7 +30,9 @@ class SloRuntime:
         s = config.slo
         self.store = store
         objs = objectives(config)
-        self.recorder = SloRecorder(store, objs, [m.name for m in config.models], clock=clock, bucket_s=s.bucket_s,
+        groups = {m.name: [config.deployment_name(mi, di) for di in range(len(m.deployments))]
+                  for mi, m in enumerate(config.models)}
+        self.recorder = SloRecorder(store, objs, groups, clock=clock, bucket_s=s.bucket_s,
                                     flush_interval_s=s.flush_interval_s, minute_retention_days=s.minute_retention_days)
         if registry is not None:
             self.recorder.register(registry)

@@ -47,7 +47,7 @@ def test_what_counts_as_a_failure_of_the_service():
 async def test_counts_per_component_and_latency_by_ttft(tmp_path):
     c = clock()
     store = SqliteSloStore(tmp_path / "slo.db")
-    rec = SloRecorder(store, OBJECTIVES, ["chat"], clock=c, bucket_s=60)
+    rec = SloRecorder(store, OBJECTIVES, {"chat": ["dep-a", "dep-b"]}, clock=c, bucket_s=60)
     finish(rec, c, ENTERPRISE, 200, tried=("dep-a", "dep-b"), ttft_s=0.1)  # failed over from a to b
     finish(rec, c, ENTERPRISE, 200, ttft_s=5.0)  # a slow first token
     finish(rec, c, FREE, 503, "overload", tried=())  # shed before routing: fine for free
@@ -68,7 +68,7 @@ async def test_counts_per_component_and_latency_by_ttft(tmp_path):
 async def test_a_failing_deployment_pages_opens_an_incident_and_moves_it_to_monitoring(tmp_path):
     c = clock()
     store = SqliteSloStore(tmp_path / "slo.db")
-    rec = SloRecorder(store, OBJECTIVES, ["chat"], clock=c, bucket_s=60)
+    rec = SloRecorder(store, OBJECTIVES, {"chat": ["dep-a", "dep-b"]}, clock=c, bucket_s=60)
     sent: list[AlertMessage] = []
     ev = SloEvaluator(store, OBJECTIVES, DEFAULT_RULES, c, bucket_s=60, min_events=10, notify=sent.append)
     fired_at = resolved_at = None
@@ -95,6 +95,9 @@ async def test_a_failing_deployment_pages_opens_an_incident_and_moves_it_to_moni
     assert pages[0].dedup_key == pages[1].dedup_key and pages[0].burn_rate and pages[0].burn_rate > 14.4
     incident = await store.incident_for_alert("component:deployment:dep-a")
     assert incident is not None and incident.status == "monitoring"
+    # The deployment, its group and the front door all paged: one incident, named after the deployment.
+    assert [i.id for i in await store.incidents(0.0)] == [incident.id]
+    assert incident.components == ["deployment:dep-a", "group:chat", "front_door"]
     first = incident.updates[-1]
     assert first.status == "investigating"
     assert first.body.startswith("Investigating: elevated errors on Deployment dep-a for enterprise traffic since ")
