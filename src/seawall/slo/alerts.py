@@ -35,7 +35,7 @@ from seawall.algorithms.burn_rate import (
 from seawall.core.background import Background, sleep_or_wake
 from seawall.env import Clock
 from seawall.slo.settings import TierObjective
-from seawall.slo.sli import component_name
+from seawall.slo.sli import AUTH, FRONT_DOOR, component_name, deployment_id, group_id
 from seawall.slo.store import DAY_S, Incident, IncidentUpdate, SloStore, WindowRow
 
 __all__ = ["AlertMessage", "SloEvaluator", "SloReport", "alert_key", "parse_alert_key"]
@@ -98,6 +98,7 @@ class SloEvaluator:
     interval_s: float = 30.0
     min_events: float = 10.0
     notify: Callable[[AlertMessage], None] | None = None
+    groups: Mapping[str, list[str]] = field(default_factory=dict)  # model group -> its deployments
     tracker: AlertTracker = field(default_factory=AlertTracker)
     reports: list[SloReport] = field(default_factory=list)
     last_error: str | None = None
@@ -195,7 +196,7 @@ class SloEvaluator:
         if not pages:
             return
         open_incidents = [i for i in await self.store.incidents(now, limit=200) if i.resolved_at is None]
-        covered = {c for i in open_incidents for c in i.components}
+        covered = self._covered(open_incidents)
         fired = sorted((m for m in pages if m.status == "firing" and m.component not in covered), key=_specificity)
         if fired:
             await self._open(fired, now)
@@ -210,6 +211,18 @@ class SloEvaluator:
                             f" have been back within their objectives since {_hhmm(now)} UTC."
                             " We are watching them before we resolve this incident.")
                     await self.store.add_update(IncidentUpdate(_id("upd", now), incident.id, "monitoring", body, now))
+
+    def _covered(self, incidents: list[Incident]) -> set[str]:
+        """Components an open incident already speaks for: its own, the front door and auth (which
+        every outage below them shows through), and the group of each deployment and the other way round."""
+        covered = {c for i in incidents for c in i.components}
+        if covered:
+            covered |= {FRONT_DOOR, AUTH}
+        for group, deployments in self.groups.items():
+            ids = {deployment_id(d) for d in deployments}
+            if group_id(group) in covered or ids & covered:
+                covered |= ids | {group_id(group)}
+        return covered
 
     async def _open(self, fired: list[AlertMessage], now: float) -> None:
         first = fired[0]

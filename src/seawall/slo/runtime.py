@@ -40,7 +40,7 @@ class SloRuntime:
             if s.webhooks else None
         self.evaluator = SloEvaluator(store, objs, s.rules(), clock, bucket_s=s.bucket_s,
                                       interval_s=s.evaluate_interval_s, min_events=s.alert_min_events,
-                                      notify=self.notifier.notify if self.notifier else None)
+                                      notify=self.notifier.notify if self.notifier else None, groups=groups)
         self.board = StatusBoard(store, s.status, components(config), clock=clock, bucket_s=s.bucket_s,
                                  paging=self.evaluator.paging) if s.status.enabled else None
         self.clock = clock
