@@ -23,7 +23,8 @@ async def test_replicas_add_into_the_same_buckets_and_one_claims_each_transition
         await asyncio.gather(*(s.add([row(T0)]) for s in (a, b) for _ in range(5)))
         got = await a.windows(T0 + 60, [60], 60)
         assert [(r.total, r.bad) for r in got] == [(100, 10)]
-        claims = await asyncio.gather(*(s.claim("k|api|availability|page", True, 1.0) for s in (a, b) for _ in range(4)))
+        key = "k|api|availability|page"
+        claims = await asyncio.gather(*(s.claim(key, True, 1.0) for s in (a, b) for _ in range(4)))
         assert sorted(claims) == [False] * 7 + [True]
     finally:
         await a.close()
