@@ -162,21 +162,26 @@ def _chart(series: list[tuple[int, float | None]]) -> str:
 
 def _incident(i: Incident) -> str:
     when = _when(i.created_at) + (f" - resolved {_when(i.resolved_at)}" if i.resolved_at else "")
-    updates = "".join(f'<div class="upd"><b>{escape(u.status)}</b> - {escape(u.body)}'
+    updates = "".join(f'<div class="upd">{_lead(u.status, u.body)}{escape(u.body)}'
                       f'<div class="muted">{_when(u.created_at)} UTC</div></div>' for u in i.updates)
     return (f'<div class="inc" id="{escape(i.id)}"><h3>{escape(i.name)}</h3>'
             f'<div class="muted">Impact: {escape(i.impact)} · {when} UTC</div>{updates}</div>')
 
 
+def _lead(status: str, body: str) -> str:
+    """The update's status in bold, unless its text already starts with it (drafted updates do)."""
+    return "" if body.lower().startswith(status) else f"<b>{escape(status)}</b> - "
+
+
 def _maintenance(m: MaintenanceSettings, now_s: float) -> str:
     state = "in progress" if m.starts_at.timestamp() <= now_s else "scheduled"
     return (f'<div class="inc" id="{escape(m.id)}"><h3>{escape(m.name)}</h3><div class="muted">{state}: '
-            f"{_when(m.starts_at.timestamp())} to {_when(m.ends_at.timestamp())} UTC</div>"
+            f"{_when(m.starts_at.timestamp(), year=True)} to {_when(m.ends_at.timestamp(), year=True)} UTC</div>"
             f"{'<p>' + escape(m.description) + '</p>' if m.description else ''}</div>")
 
 
-def _when(ts: float) -> str:
-    return time.strftime("%b %d, %H:%M", time.gmtime(ts))
+def _when(ts: float, year: bool = False) -> str:
+    return time.strftime("%b %d %Y, %H:%M" if year else "%b %d, %H:%M", time.gmtime(ts))
 
 
 def _pct(share: float) -> str:
@@ -184,7 +189,7 @@ def _pct(share: float) -> str:
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
 def _nice(v: float) -> float:
