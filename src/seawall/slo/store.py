@@ -78,8 +78,9 @@ class SloStore(Protocol):
         """For each component, tier and window: sums over buckets starting at or after ``now_s - window``."""
         ...
 
-    async def buckets(self, resolution_s: int, since_s: float) -> list[CountRow]:
-        """Rows of one resolution since ``since_s`` (the status page's bars and chart)."""
+    async def buckets(self, resolution_s: int, since_s: float, component: str | None = None) -> list[CountRow]:
+        """Rows of one resolution since ``since_s`` (the status page's bars and chart), of one component
+        or all."""
         ...
 
     async def purge(self, resolution_s: int, before_s: float) -> int: ...

@@ -26,10 +26,12 @@ async def check_contract(store: SloStore) -> None:
     fine = await store.buckets(60, T0)
     assert [(r.bucket_s, r.tier, r.total) for r in fine if r.tier == "api"] == [(T0, "api", 10), (T0 + 60, "api", 15)]
     assert sum(r.lat_sum_s for r in fine) == 0.5 * (9 + 9 + 9 + 0)
+    await store.add([row(T0, component="auth")])
+    assert {r.component for r in await store.buckets(60, T0, "auth")} == {"auth"}
     # Resolutions are separate; purge drops only old rows of one resolution.
     await store.add([row(T0, resolution=DAY_S, total=100, bad=0)])
     assert [r.total for r in await store.buckets(DAY_S, T0)] == [100]
-    assert await store.purge(60, T0 + 60) == 1
+    assert await store.purge(60, T0 + 60) == 2
     assert [r.bucket_s for r in await store.buckets(60, 0)] == [T0 + 60, T0 + 60]
     assert [r.total for r in await store.buckets(DAY_S, 0)] == [100]
 

@@ -22,6 +22,7 @@ from seawall.edges.status.model import StatusView, build_view
 from seawall.edges.status.statuspage import atom_feed, components_json, incidents_json, status_json, summary_json
 from seawall.env import Clock
 from seawall.slo.settings import StatusSettings
+from seawall.slo.sli import FRONT_DOOR
 from seawall.slo.store import DAY_S, CountRow, Incident, SloStore, WindowRow
 
 __all__ = ["SECURITY_HEADERS", "Rendered", "StatusBoard"]
@@ -93,7 +94,7 @@ class StatusBoard:
         try:
             recent = await self.store.windows(now, [s.state_window_s], self.bucket_s)
             days = await self.store.buckets(DAY_S, (now // DAY_S - s.uptime_days + 1) * DAY_S)
-            fine = await self.store.buckets(self.bucket_s, now - 86400)
+            fine = await self.store.buckets(self.bucket_s, now - 86400, FRONT_DOOR)  # the response-time chart
             incidents = await self.store.incidents(now - INCIDENT_HISTORY_S)
         except Exception as exc:
             if self.last_error is None:

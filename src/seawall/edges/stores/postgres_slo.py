@@ -115,10 +115,11 @@ class PostgresSloStore:
                 out.append(WindowRow(r[0], r[1], w, total, bad, lat_total, lat_slow))
         return out
 
-    async def buckets(self, resolution_s: int, since_s: float) -> list[CountRow]:
+    async def buckets(self, resolution_s: int, since_s: float, component: str | None = None) -> list[CountRow]:
         pool = await self._acquire_pool()
         rows = await pool.fetch("SELECT * FROM slo_counts WHERE resolution_s = $1 AND bucket_s >= $2"
-                                " ORDER BY bucket_s", resolution_s, int(since_s))
+                                " AND ($3::text IS NULL OR component = $3) ORDER BY bucket_s",
+                                resolution_s, int(since_s), component)
         return [CountRow(*r) for r in rows]
 
     async def purge(self, resolution_s: int, before_s: float) -> int:

@@ -97,10 +97,10 @@ class SqliteSloStore:
         rows = self._conn().execute(sql, [*params, resolution_s, now_s - max(windows_s)]).fetchall()
         return _window_rows(rows, windows_s)
 
-    def buckets_sync(self, resolution_s: int, since_s: float) -> list[CountRow]:
+    def buckets_sync(self, resolution_s: int, since_s: float, component: str | None = None) -> list[CountRow]:
         rows = self._conn().execute(
-            "SELECT * FROM slo_counts WHERE resolution_s = ? AND bucket_s >= ? ORDER BY bucket_s",
-            (resolution_s, since_s)).fetchall()
+            "SELECT * FROM slo_counts WHERE resolution_s = ? AND bucket_s >= ? AND (? IS NULL OR component = ?)"
+            " ORDER BY bucket_s", (resolution_s, since_s, component, component)).fetchall()
         return [CountRow(*r) for r in rows]
 
     def purge_sync(self, resolution_s: int, before_s: float) -> int:
@@ -194,8 +194,8 @@ class SqliteSloStore:
     async def windows(self, now_s: float, windows_s: list[int], resolution_s: int) -> list[WindowRow]:
         return await asyncio.to_thread(self.windows_sync, now_s, windows_s, resolution_s)
 
-    async def buckets(self, resolution_s: int, since_s: float) -> list[CountRow]:
-        return await asyncio.to_thread(self.buckets_sync, resolution_s, since_s)
+    async def buckets(self, resolution_s: int, since_s: float, component: str | None = None) -> list[CountRow]:
+        return await asyncio.to_thread(self.buckets_sync, resolution_s, since_s, component)
 
     async def purge(self, resolution_s: int, before_s: float) -> int:
         return await asyncio.to_thread(self.purge_sync, resolution_s, before_s)
