@@ -259,3 +259,30 @@ def test_the_status_page_answers_fast_while_admission_sheds(gw):
     status_s.sort()
     p99 = status_s[int(0.99 * (len(status_s) - 1))]
     assert p99 < 1.0, p99  # generous on a shared machine; bench/status.py measures it
+
+
+def test_a_restart_keeps_the_history(tmp_path):
+    mock = start_mock(tmp_path, "--base-latency-s", "0.002", "--tokens-per-s", "0")
+    config = {"models": [{"name": "chat", "deployments": [{"name": "only", "base_url": mock.url + "/v1"}]}],
+              "store": {"sqlite_path": str(tmp_path / "seawall.db"), "refresh_interval_s": 0.5},
+              "slo": {"flush_interval_s": 0.2, "status": {"refresh_interval_s": 0.3}}}
+    try:
+        first = start_gateway(tmp_path, config, tiers=("enterprise",))
+        try:
+            assert [chat(first, "chat") for _ in range(20)] == [200] * 20
+        finally:
+            first.stop()  # SIGTERM: what is not yet flushed is written at shutdown
+        second = start_gateway(tmp_path, config, tiers=("enterprise",))
+        try:
+            def uptime_shown() -> bool:
+                html = httpx.get(second.url + "/status", timeout=5).text
+                part = html[html.index('id="group:chat"'):]
+                return "100% uptime" in part[:part.index('id="deployment:only"')]
+
+            assert wait_for(uptime_shown, 5.0)
+            page = httpx.get(second.url + "/status", timeout=5).text
+            assert "20 requests served" in page  # the day bar's tooltip counts the first process's requests
+        finally:
+            second.stop()
+    finally:
+        mock.stop()

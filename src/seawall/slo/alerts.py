@@ -99,12 +99,12 @@ class SloEvaluator:
     min_events: float = 10.0
     notify: Callable[[AlertMessage], None] | None = None
     groups: Mapping[str, list[str]] = field(default_factory=dict)  # model group -> its deployments
-    tracker: AlertTracker = field(default_factory=AlertTracker)
-    reports: list[SloReport] = field(default_factory=list)
-    last_error: str | None = None
-    _loaded: bool = False
-    _bg: Background = field(default_factory=lambda: Background("slo-evaluator"))
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    tracker: AlertTracker = field(default_factory=AlertTracker, init=False)
+    reports: list[SloReport] = field(default_factory=list, init=False)  # as of the last evaluation
+    last_error: str | None = field(default=None, init=False)
+    _loaded: bool = field(default=False, init=False)
+    _bg: Background = field(default_factory=lambda: Background("slo-evaluator"), init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     @property
     def windows_s(self) -> list[int]:

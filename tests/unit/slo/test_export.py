@@ -70,3 +70,15 @@ def test_an_unknown_tier_in_slo_tiers_is_a_config_error():
     with pytest.raises(ValidationError, match=r"slo\.tiers\.gold: unknown tier"):
         Config.model_validate({"models": [{"name": "m", "deployments": [{"provider": "mock"}]}],
                                "slo": {"tiers": {"gold": {}}}})
+
+
+def test_the_cli_writes_both_files(tmp_path, capsys):
+    from seawall.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text("models: [{name: chat, deployments: [{name: a, provider: mock}]}]\n")
+    assert main(["slo", "rules", "-c", str(path)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["groups"][1]["name"] == "seawall-slo-alerts"
+    out = tmp_path / "openslo.yaml"
+    assert main(["slo", "export", "-c", str(path), "-o", str(out)]) == 0
+    assert sum(1 for d in yaml.safe_load_all(out.read_text()) if d["kind"] == "SLO") == 4 * 4 * 2
