@@ -22,7 +22,6 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from seawall.core.background import Background, sleep_or_wake
-from seawall.core.errors import GatewayError
 from seawall.core.types import Request, Response
 from seawall.env import Clock
 from seawall.slo.settings import TierObjective
@@ -86,10 +85,10 @@ class SloRecorder:
             return
         self._add((bucket, FRONT_DOOR, tier), o.bad, o.slow, o.latency_s)
         self._add((bucket, AUTH, tier), False, None, 0.0)  # it got past auth
-        try:
-            model = request.payload.model
-        except GatewayError:
-            model = None
+        # Never parse here: a request shed before its body was read (the tier alone decided) has no
+        # model group, and parsing it now would make shedding cost what it exists to avoid.
+        payload = request.parsed_payload
+        model = payload.model if payload is not None else None
         if model in self.groups:
             self._add((bucket, group_id(model), tier), o.bad, o.slow, o.latency_s)
         tried = request.ctx.deployments_tried

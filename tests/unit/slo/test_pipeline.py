@@ -24,11 +24,14 @@ def clock() -> FakeClock:
 
 
 def finish(rec: SloRecorder, c: FakeClock, principal: Principal, status: int, reason: str = "ok",
-           tried: tuple[str, ...] = ("dep-a",), ttft_s: float | None = None) -> None:
+           tried: tuple[str, ...] = ("dep-a",), ttft_s: float | None = None, parsed: bool = True) -> None:
     request = make_request(CHAT, principal=principal, now_s=c.now())
+    if parsed:  # admission and routing parse the body; a request shed on its tier alone is never parsed
+        assert request.payload.model == "chat"
     request.ctx.deployments_tried.extend(tried)
     request.ctx.ttft_s = ttft_s
     rec.record(request, None, status, reason)
+    assert (request.parsed_payload is not None) == parsed  # recording never parses a body
 
 
 def test_what_counts_as_a_failure_of_the_service():
@@ -50,7 +53,7 @@ async def test_counts_per_component_and_latency_by_ttft(tmp_path):
     rec = SloRecorder(store, OBJECTIVES, {"chat": ["dep-a", "dep-b"]}, clock=c, bucket_s=60)
     finish(rec, c, ENTERPRISE, 200, tried=("dep-a", "dep-b"), ttft_s=0.1)  # failed over from a to b
     finish(rec, c, ENTERPRISE, 200, ttft_s=5.0)  # a slow first token
-    finish(rec, c, FREE, 503, "overload", tried=())  # shed before routing: fine for free
+    finish(rec, c, FREE, 503, "overload", tried=(), parsed=False)  # shed on its tier alone: fine for free
     finish(rec, c, ENTERPRISE, 499, "client_disconnect")  # not counted
     await rec.flush()
     rows = {(r.component, r.tier): (r.total, r.bad, r.lat_total, r.lat_slow)
@@ -60,6 +63,7 @@ async def test_counts_per_component_and_latency_by_ttft(tmp_path):
     assert rows[("deployment:dep-a", "enterprise")] == (2, 1, 1, 1)  # it had to be left once
     assert rows[("deployment:dep-b", "enterprise")] == (1, 0, 1, 0)
     assert rows[("front_door", "free")] == (1, 0, 0, 0)
+    assert ("group:chat", "free") not in rows  # its model was never read
     assert rec.totals[("deployment:dep-a", "enterprise", "availability", "bad")] == 1
     day = await store.buckets(86400, 0)
     assert sum(r.total for r in day if r.component == "front_door") == 3
