@@ -1,4 +1,4 @@
-"""The ``seawall`` command: run | keys | check-config | mock-upstream."""
+"""The ``seawall`` command: run | keys | check-config | mock-upstream | usage | surge | slo | incidents."""
 
 from __future__ import annotations
 
@@ -371,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     from seawall.surge.cli import add_parser as add_surge_parser
 
     add_surge_parser(sub)
+    from seawall.slo.cli import add_parsers as add_slo_parsers
+
+    add_slo_parsers(sub)
     return parser
 
 

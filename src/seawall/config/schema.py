@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 
 from seawall.core.types import Criticality
 from seawall.safety.settings import GuardSettings
+from seawall.slo.settings import SloSettings
 
 __all__ = [
     "AuthSettings",
@@ -410,6 +411,7 @@ class Config(_Strict):
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     guard: GuardSettings | None = Field(None, description="safety stages on prompts and completions"
                                         " (seawall.safety.settings)")
+    slo: SloSettings = Field(default_factory=SloSettings, description="SLOs, alerts, status page (seawall.slo)")
     redis_url: str | None = Field(None, description="same as store.redis_url")
     redis_url_env: str | None = Field(None, pattern=_ENV_NAME, description="same as store.redis_url_env")
     database_url: str | None = Field(None, description="same as store.database_url")
@@ -476,6 +478,7 @@ class Config(_Strict):
         if self.guard is not None and self.guard.stage2 is not None and not any(
                 m.name == self.guard.stage2.model and m.kind == "moderation" for m in self.models):
             problems.append(f"guard.stage2.model: no model group '{self.guard.stage2.model}' of kind moderation")
+        problems += [f"slo.tiers.{name}: unknown tier" for name in self.slo.tiers if name not in tier_names]
         if self.server.default_timeout_s > self.server.max_timeout_s:
             problems.append("server.default_timeout_s: larger than server.max_timeout_s")
         if problems:

@@ -50,7 +50,7 @@ from seawall.edges.ledger import Ledger, LedgerRecord, guard_columns
 from seawall.edges.looplag import LoopLagMonitor
 from seawall.edges.metrics import GatewayMetrics
 from seawall.edges.quota import QuotaService
-from seawall.edges.stores import KeyAdmin, key_store_for, ledger_sink_for, response_store_for
+from seawall.edges.stores import KeyAdmin, key_store_for, ledger_sink_for, response_store_for, slo_store_for
 from seawall.edges.stores.stored_response import ResponseStore, StoredResponse
 from seawall.edges.upstreams import Upstream
 from seawall.env import Clock, Rng, SystemClock, SystemRng
@@ -62,6 +62,7 @@ from seawall.policies.lane import LanePolicy
 from seawall.policies.observe import ObservePolicy
 from seawall.policies.quota import QuotaPolicy, QuotaTable
 from seawall.policies.route import ModelGroup, Router
+from seawall.slo.runtime import SloRuntime
 
 __all__ = ["STACK", "Runtime", "build_runtime"]
 
@@ -88,6 +89,7 @@ class Runtime:
     lane: Lane | None = None  # this process serves one lane (see policies/lane.py)
     loop_lag: LoopLagMonitor | None = None
     quota: QuotaPolicy[QuotaService] | None = None
+    slo: SloRuntime | None = None  # SLO counters, alerts, status page (seawall.slo)
     _mocks: list[Any] = field(default_factory=list)
     _background: list[Any] = field(default_factory=list)
     _purge: asyncio.Task[None] | None = None
@@ -115,6 +117,8 @@ class Runtime:
             self._background.append(refresher)
         if self.ledger is not None:
             self.ledger.start()
+        if self.slo is not None:
+            self.slo.start()
         policies = [policy for _, build in STACK if (policy := build(self)) is not None]
         self._start_metrics_pollers(self.router)
         self.handler = compose(policies, self.router)
@@ -248,6 +252,8 @@ class Runtime:
             self._purge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purge
+        if self.slo is not None:
+            await self.slo.stop()
         await self.responses_store.close()
         if self.loop_lag is not None:
             await self.loop_lag.stop()
@@ -260,6 +266,8 @@ class Runtime:
             deps["ledger"] = self.ledger.state()
         if self.quota is not None:
             deps["quota_store"] = self.quota.service.state()
+        if self.slo is not None:
+            deps["slo"] = self.slo.state()
         for bg in self._background:
             deps[getattr(bg, "name", "jwks")] = bg.state
         statuses = [d.get("status") for d in deps.values()]
@@ -276,8 +284,23 @@ class Runtime:
 
 
 def _observe(rt: Runtime) -> Policy:
-    on_finish = ledger_recorder(rt.ledger, rt.clock) if rt.ledger is not None else None
-    return ObservePolicy(rt.metrics, clock=rt.clock, on_finish=on_finish)
+    hooks = [ledger_recorder(rt.ledger, rt.clock)] if rt.ledger is not None else []
+    if rt.slo is not None:
+        hooks.append(rt.slo.on_finish)
+    return ObservePolicy(rt.metrics, clock=rt.clock, on_finish=_each(hooks))
+
+
+def _each(hooks: list[Callable[[Request, Response | None, int, str], None]]
+          ) -> Callable[[Request, Response | None, int, str], None] | None:
+    """One ``on_finish`` calling each of ``hooks`` (None when there is none)."""
+    if len(hooks) <= 1:
+        return hooks[0] if hooks else None
+
+    def each(request: Request, response: Response | None, status: int, reason: str) -> None:
+        for hook in hooks:
+            hook(request, response, status, reason)
+
+    return each
 
 
 def _lane(rt: Runtime) -> Policy | None:
@@ -364,9 +387,12 @@ def build_runtime(config: Config, *, clock: Clock | None = None, rng: Rng | None
     if config.store.ledger:
         ledger = Ledger(ledger_sink_for(config), config.store.ledger_spill_path,
                         clock=clock, flush_interval_s=config.store.ledger_flush_interval_s)
+    slo = None
+    if config.slo.enabled:
+        slo = SloRuntime(config, slo_store_for(config), clock=clock, rng=rng, registry=metrics.registry)
     return Runtime(config=config, clock=clock, rng=rng, metrics=metrics, store=store, keys=keys, auth=auth,
                    ledger=ledger, quota=build_quota(config, clock, processes),
-                   responses_store=response_store_for(config))
+                   responses_store=response_store_for(config), slo=slo)
 
 
 def build_quota(config: Config, clock: Clock, processes: int = 1) -> QuotaPolicy[QuotaService] | None:

@@ -161,6 +161,12 @@ class Request:
         return self._payload
 
     @property
+    def parsed_payload(self) -> Payload | None:
+        """The payload if something has parsed it already, else None: never parses (for observers of
+        requests refused before their body was read, which must not pay for parsing it)."""
+        return self._payload
+
+    @property
     def principal(self) -> Principal:
         p = self.ctx.principal
         if p is None:

@@ -206,7 +206,36 @@ def document(version: str) -> dict[str, Any]:
             "/metrics": {"get": {**_get("Prometheus metrics", {"type": "string"}, tag="Operations", errors=False,
                                         content_type="text/plain"), "security": []}},
             "/admin/admission": {"get": _get("Admission state (admin key)", {"type": "object"}, tag="Operations")},
+            **_status_paths(),
             "/openapi.json": {"get": {**_get("This document", {"type": "object"}, tag="Operations", errors=False),
                                       "security": []}},
         },
     }
+
+
+def _status_paths() -> dict[str, Any]:
+    """The status page (public, Statuspage v2 shapes) and incident management (admin key)."""
+    public: dict[str, Any] = {"security": []}
+    doc: dict[str, Any] = {
+        "/status": {"get": {**_get("Status page (HTML)", {"type": "string"}, tag="Status", errors=False,
+                                   content_type="text/html"), **public}},
+        "/status/history.atom": {"get": {**_get("Incidents (Atom feed)", {"type": "string"}, tag="Status",
+                                                errors=False, content_type="application/atom+xml"), **public}},
+        "/admin/slo": {"get": _get("SLOs: error budgets and burn rates (admin key)", {"type": "object"},
+                                   tag="Status")},
+        "/admin/incidents": {
+            "get": _get("Incidents of the last 90 days (admin key)", {"type": "object"}, tag="Status"),
+            "post": {**_get("Open an incident (admin key): name, body, status, impact, components",
+                            {"type": "object"}, tag="Status"),
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["name", "body"]}}}}}},
+        "/admin/incidents/{incident_id}/updates": {
+            "parameters": [_id_param("incident_id", "An incident id (inc_...).")],
+            "post": {**_get("Post an incident update (admin key): status, body", {"type": "object"}, tag="Status"),
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["status", "body"]}}}}}},
+    }
+    for name in ("summary", "status", "components", "incidents"):
+        doc[f"/api/v2/{name}.json"] = {"get": {**_get(f"Statuspage v2 {name}", {"type": "object"}, tag="Status",
+                                                      errors=False), **public}}
+    return doc

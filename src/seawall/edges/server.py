@@ -42,6 +42,7 @@ from seawall.edges.count_tokens import CountTokensEndpoint
 from seawall.edges.http_limits import ConnectionLimits, LimitedHttpProtocol
 from seawall.edges.metrics import CONTENT_TYPE_LATEST
 from seawall.edges.responses import ResponsesEndpoint
+from seawall.edges.status.routes import ADMIN_INCIDENT_UPDATES, ADMIN_INCIDENTS, StatusRoutes
 from seawall.providers import anthropic, completions, moderations, openai
 
 if TYPE_CHECKING:
@@ -168,6 +169,13 @@ class GatewayApp:
             "/v1/responses/": (_Route("GET,DELETE", None, None), "/v1/responses/{id}", False),
             "/v1/models/": (_Route("GET", None, None), "/v1/models/{id}", True),
         }
+        # The status page and incident management (seawall.edges.status): outside the policy stack.
+        self.status: StatusRoutes | None = None
+        if runtime.slo is not None:
+            self.status = runtime.slo.routes(lambda h, addr: runtime.auth.authenticate(h, addr).admin)
+            for path in self.status.paths - {ADMIN_INCIDENT_UPDATES}:
+                self.routes[path] = _Route("GET,POST" if path == ADMIN_INCIDENTS else "GET", None, None)
+            self.item_routes[ADMIN_INCIDENTS + "/"] = (_Route("POST", None, None), ADMIN_INCIDENT_UPDATES, True)
         self.connection_limits = ConnectionLimits.of(runtime.config.server)  # read by HttpProtocol
         _bind_body_limits(self.routes.values(), runtime.config.server)
 
@@ -225,6 +233,9 @@ class GatewayApp:
                 raise InvalidRequest(f"Method {method} is not allowed on {path[:200]}; "
                                      f"use {' or '.join(sorted(route.methods))}.", status=405,
                                      code="method_not_allowed", headers=[("allow", _allowed(route.methods))])
+            if self.status is not None and name in self.status.paths:
+                await self._status(self.status, name, item, scope, headers, receive, send, request_id)
+                return
             if route.operation is None:
                 await self._plain(name, headers, scope, send, request_id, item)
                 return
@@ -412,6 +423,18 @@ class GatewayApp:
             out += self.cors.preflight_headers(origin, headers.get("access-control-request-headers", ""))
         await send({"type": "http.response.start", "status": 204, "headers": out})
         await send({"type": "http.response.body", "body": b""})
+
+    async def _status(self, status: StatusRoutes, path: str, item: str, scope: Scope, headers: dict[str, str],
+                      receive: Receive, send: Send, request_id: str) -> None:
+        method = scope["method"]
+        if path in status.public:
+            code, out, body = status.page(path)
+        else:
+            payload = await self._read_body(receive, headers) if method == "POST" else b""
+            code, out, body = await status.admin(method, path, item, headers, payload, _client_addr(scope))
+        out = [*out, (b"x-request-id", request_id.encode()), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": code, "headers": out})
+        await send({"type": "http.response.body", "body": body})
 
     # -- operational routes -----------------------------------------------------------------
     async def _plain(self, path: str, headers: dict[str, str], scope: Scope, send: Send,

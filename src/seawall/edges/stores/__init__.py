@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from seawall.config.schema import Config
     from seawall.edges.ledger import LedgerSink
     from seawall.edges.stores.stored_response import ResponseStore
+    from seawall.slo.store import SloStore
 
-__all__ = ["KeyAdmin", "key_store_for", "ledger_sink_for", "response_store_for", "usage_summary"]
+__all__ = ["KeyAdmin", "key_store_for", "ledger_sink_for", "response_store_for", "slo_store_for", "usage_summary"]
 
 
 class KeyAdmin(KeyStore, Protocol):
@@ -79,3 +80,16 @@ def usage_summary(config: Config, by: tuple[str, ...], since_ts: float | None) -
     from seawall.edges.stores import sqlite_ledger
 
     return sqlite_ledger.summarise(config.store.sqlite_path, by, since_ts)
+
+
+def slo_store_for(config: Config) -> SloStore:
+    """SLO counters, alert state and incidents: the same database as keys and the ledger."""
+    url = config.shared_database_url
+    if url:
+        from seawall.edges.stores.postgres_slo import PostgresSloStore
+
+        s = config.store
+        return PostgresSloStore(url, schema=s.database_schema, timeout_s=s.database_timeout_s)
+    from seawall.edges.stores.sqlite_slo import SqliteSloStore
+
+    return SqliteSloStore(config.store.sqlite_path)
