@@ -13,7 +13,7 @@ ROOT = Path(seawall.__file__).parent
 ALLOWED = {
     "core": {"core", "env"},
     "algorithms": {"algorithms", "core"},
-    "providers": {"providers", "core"},
+    "providers": {"providers", "core", "algorithms"},  # wire formats may read into the decisions' types
     "auth": {"auth", "core", "env", "algorithms"},
     "policies": {"policies", "algorithms", "core", "env", "auth", "providers", "safety"},
     "safety": {"safety", "algorithms", "core", "providers"},

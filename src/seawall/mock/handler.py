@@ -75,7 +75,8 @@ class _Wire:
     overloaded_status: int
 
 
-def _openai_rate_headers(state: RateLimitState, wall_s: float) -> dict[str, str]:
+def openai_rate_headers(state: RateLimitState, wall_s: float) -> dict[str, str]:
+    """The ``x-ratelimit-*`` headers the mock sends for ``state`` (the simulator reads the same)."""
     headers = {
         "x-ratelimit-limit-requests": str(state.limit_requests),
         "x-ratelimit-remaining-requests": str(state.remaining_requests),
@@ -106,8 +107,8 @@ def _rfc3339(wall_s: float) -> str:
     return datetime.datetime.fromtimestamp(math.ceil(wall_s), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_OPENAI = _Wire(openai.error_body, lambda err: err.status, _openai_rate_headers, 503)
-_LEGACY = _Wire(openai.error_body, lambda err: err.status, _openai_rate_headers, 503)  # /v1/completions
+_OPENAI = _Wire(openai.error_body, lambda err: err.status, openai_rate_headers, 503)
+_LEGACY = _Wire(openai.error_body, lambda err: err.status, openai_rate_headers, 503)  # /v1/completions
 _ANTHROPIC = _Wire(anthropic.error_body, anthropic.status_for, _anthropic_rate_headers, anthropic.OVERLOADED_STATUS)
 
 

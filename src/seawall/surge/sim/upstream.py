@@ -14,13 +14,18 @@ import random
 from typing import Any
 
 from seawall.algorithms.pacing import RateLimitReport
+from seawall.core.errors import retry_after_ms
 from seawall.mock.config import MockConfig
+from seawall.mock.handler import openai_rate_headers
 from seawall.mock.model import Server, server_for
 from seawall.mock.servers import DONE, FIRST, BatchingServer, HostedServer
+from seawall.providers.ratelimits import parse_rate_limits
 from seawall.surge.scenario import Deployment
 from seawall.surge.sim.state import _DEADLINE, _TIMEOUT, _UPSTREAM, SimState, _Req
 
 __all__ = ["UpstreamSide", "capacity_of", "server_of"]
+
+_WALL_EPOCH_S = 1_700_000_000.0  # SimClock.wall() at t = 0
 
 
 class _Up:
@@ -55,10 +60,18 @@ class _Up:
         return min(max(low, 0.0), 1.0)
 
     def rate_limits(self, now: float, retry_after_s: float | None = None) -> RateLimitReport | None:
-        """What the deployment's rate-limit headers say (``algorithms.pacing.parse_rate_limits`` of
-        the headers the mock sends), without the round trip through text."""
+        """What the gateway reads off this answer: the very headers the mock sends (their names,
+        their rounding) parsed by the gateway's own parser, so the simulated pacer learns from the
+        same text the live one does; ``retry_after_s``: a 429's hint, sent as the mock sends it."""
         state = self.server.rate_limits(now, self.name)
-        return None if state is None else state.report(retry_after_s)
+        if state is None and retry_after_s is None:
+            return None
+        wall_s = _WALL_EPOCH_S + now
+        headers = openai_rate_headers(state, wall_s) if state is not None else {}
+        if retry_after_s is not None:
+            headers["retry-after"] = str(max(1, math.ceil(retry_after_s)))
+            headers["retry-after-ms"] = str(retry_after_ms(retry_after_s))
+        return parse_rate_limits(headers, wall_s)
 
 
 def server_of(d: Deployment) -> Server:
