@@ -78,6 +78,20 @@ async def ensure_schema(conn: asyncpg.Connection, schema: str, ddl: str) -> None
         await conn.execute(ddl.format(s=f'"{schema}"', channel=f"{schema}_keys"))
 
 
+async def schema_pool(url: str, schema: str, ddl: str, *, timeout_s: float, command_timeout_s: float,
+                      max_size: int, application_name: str) -> asyncpg.Pool:
+    """A pool on ``schema``, after its ``ddl`` has run (once per database, :func:`ensure_schema`):
+    what every PostgreSQL store of seawall opens on first use."""
+    conn = await connect(url, schema, timeout_s)
+    try:
+        await ensure_schema(conn, schema, ddl)
+    finally:
+        await conn.close()
+    return await asyncpg.create_pool(
+        url, min_size=0, max_size=max_size, timeout=timeout_s, command_timeout=command_timeout_s,
+        server_settings={"search_path": schema, "application_name": application_name})
+
+
 def _record(row: Any) -> KeyRecord:
     models = row["models"]
     return KeyRecord(
@@ -102,14 +116,8 @@ class PostgresKeyStore:
     # -- the gateway (async) ------------------------------------------------------------------
     async def _acquire_pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            conn = await connect(self.url, self.schema, self.timeout_s)
-            try:
-                await ensure_schema(conn, self.schema, _KEYS_DDL)
-            finally:
-                await conn.close()
-            self._pool = await asyncpg.create_pool(
-                self.url, min_size=0, max_size=2, timeout=self.timeout_s, command_timeout=self.timeout_s,
-                server_settings={"search_path": self.schema, "application_name": "seawall"})
+            self._pool = await schema_pool(self.url, self.schema, _KEYS_DDL, timeout_s=self.timeout_s,
+                                           command_timeout_s=self.timeout_s, max_size=2, application_name="seawall")
         return self._pool
 
     async def version(self) -> int:

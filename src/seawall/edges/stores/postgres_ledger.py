@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from seawall.edges.ledger import LedgerRecord
-from seawall.edges.stores.postgres import connect, ensure_schema
+from seawall.edges.stores.postgres import connect, ensure_schema, schema_pool
 
 __all__ = ["PostgresLedgerSink", "summarise"]
 
@@ -64,14 +64,9 @@ class PostgresLedgerSink:
 
     async def _acquire_pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            conn = await connect(self.url, self.schema, self.timeout_s)
-            try:
-                await ensure_schema(conn, self.schema, _DDL)
-            finally:
-                await conn.close()
-            self._pool = await asyncpg.create_pool(
-                self.url, min_size=0, max_size=2, timeout=self.timeout_s, command_timeout=self.timeout_s * 5,
-                server_settings={"search_path": self.schema, "application_name": "seawall-ledger"})
+            self._pool = await schema_pool(self.url, self.schema, _DDL, timeout_s=self.timeout_s,
+                                           command_timeout_s=self.timeout_s * 5, max_size=2,
+                                           application_name="seawall-ledger")
         return self._pool
 
     async def write(self, records: list[LedgerRecord]) -> None:

@@ -11,7 +11,7 @@ import asyncio
 
 import asyncpg
 
-from seawall.edges.stores.postgres import connect, ensure_schema
+from seawall.edges.stores.postgres import schema_pool
 from seawall.edges.stores.stored_response import StoredResponse
 
 __all__ = ["PostgresResponseStore"]
@@ -39,14 +39,9 @@ class PostgresResponseStore:
     async def _acquire_pool(self) -> asyncpg.Pool:
         async with self._lock:
             if self._pool is None:
-                conn = await connect(self.url, self.schema, self.timeout_s)
-                try:
-                    await ensure_schema(conn, self.schema, _DDL)
-                finally:
-                    await conn.close()
-                self._pool = await asyncpg.create_pool(
-                    self.url, min_size=0, max_size=4, timeout=self.timeout_s, command_timeout=self.timeout_s,
-                    server_settings={"search_path": self.schema, "application_name": "seawall-responses"})
+                self._pool = await schema_pool(self.url, self.schema, _DDL, timeout_s=self.timeout_s,
+                                               command_timeout_s=self.timeout_s, max_size=4,
+                                               application_name="seawall-responses")
             return self._pool
 
     async def put(self, record: StoredResponse) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from seawall.edges.stores.postgres import connect, ensure_schema
+from seawall.edges.stores.postgres import schema_pool
 from seawall.slo.store import CountRow, Incident, IncidentUpdate, WindowRow
 
 __all__ = ["PostgresSloStore"]
@@ -81,14 +81,9 @@ class PostgresSloStore:
     async def _acquire_pool(self) -> asyncpg.Pool:
         async with self._lock:
             if self._pool is None:
-                conn = await connect(self.url, self.schema, self.timeout_s)
-                try:
-                    await ensure_schema(conn, self.schema, _DDL)
-                finally:
-                    await conn.close()
-                self._pool = await asyncpg.create_pool(
-                    self.url, min_size=0, max_size=2, timeout=self.timeout_s, command_timeout=self.timeout_s * 5,
-                    server_settings={"search_path": self.schema, "application_name": "seawall-slo"})
+                self._pool = await schema_pool(self.url, self.schema, _DDL, timeout_s=self.timeout_s,
+                                               command_timeout_s=self.timeout_s * 5, max_size=2,
+                                               application_name="seawall-slo")
         return self._pool
 
     async def add(self, rows: list[CountRow]) -> None:
