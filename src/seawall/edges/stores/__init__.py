@@ -6,6 +6,7 @@ the ledger when ``database_url`` (or ``store.database_url``) is set, SQLite othe
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any, Protocol
 
 from seawall.auth.keys import KeyRecord, KeyStore
@@ -33,41 +34,40 @@ class KeyAdmin(KeyStore, Protocol):
     def count(self) -> int: ...
 
 
-def key_store_for(config: Config) -> KeyAdmin:
+def _store(config: Config, postgres: str, sqlite: str) -> Any:
+    """The store class named ``module:Class`` (under ``seawall.edges.stores``) for the configured
+    database: ``postgres`` when a database URL is set, else ``sqlite`` on the embedded file. The
+    module is imported only when chosen, so the embedded default never loads asyncpg."""
     url = config.shared_database_url
+    module, _, name = (postgres if url else sqlite).partition(":")
+    cls = getattr(importlib.import_module(f"seawall.edges.stores.{module}"), name)
     if url:
-        from seawall.edges.stores.postgres import PostgresKeyStore
-
         s = config.store
-        return PostgresKeyStore(url, schema=s.database_schema, timeout_s=s.database_timeout_s)
-    from seawall.edges.stores.sqlite import SqliteKeyStore
+        return cls(url, schema=s.database_schema, timeout_s=s.database_timeout_s)
+    return cls(config.store.sqlite_path)
 
-    return SqliteKeyStore(config.store.sqlite_path)
+
+def key_store_for(config: Config) -> KeyAdmin:
+    store: KeyAdmin = _store(config, "postgres:PostgresKeyStore", "sqlite:SqliteKeyStore")
+    return store
 
 
 def ledger_sink_for(config: Config) -> LedgerSink:
-    url = config.shared_database_url
-    if url:
-        from seawall.edges.stores.postgres_ledger import PostgresLedgerSink
-
-        s = config.store
-        return PostgresLedgerSink(url, schema=s.database_schema, timeout_s=s.database_timeout_s)
-    from seawall.edges.stores.sqlite_ledger import SqliteLedgerSink
-
-    return SqliteLedgerSink(config.store.sqlite_path)
+    sink: LedgerSink = _store(config, "postgres_ledger:PostgresLedgerSink", "sqlite_ledger:SqliteLedgerSink")
+    return sink
 
 
 def response_store_for(config: Config) -> ResponseStore:
     """Where Responses API responses are kept (``store: true``): the same database as keys and ledger."""
-    url = config.shared_database_url
-    if url:
-        from seawall.edges.stores.postgres_responses import PostgresResponseStore
+    store: ResponseStore = _store(config, "postgres_responses:PostgresResponseStore",
+                                  "sqlite_responses:SqliteResponseStore")
+    return store
 
-        s = config.store
-        return PostgresResponseStore(url, schema=s.database_schema, timeout_s=s.database_timeout_s)
-    from seawall.edges.stores.sqlite_responses import SqliteResponseStore
 
-    return SqliteResponseStore(config.store.sqlite_path)
+def slo_store_for(config: Config) -> SloStore:
+    """SLO counters, alert state and incidents: the same database as keys and the ledger."""
+    store: SloStore = _store(config, "postgres_slo:PostgresSloStore", "sqlite_slo:SqliteSloStore")
+    return store
 
 
 def usage_summary(config: Config, by: tuple[str, ...], since_ts: float | None) -> list[dict[str, Any]]:
@@ -80,16 +80,3 @@ def usage_summary(config: Config, by: tuple[str, ...], since_ts: float | None) -
     from seawall.edges.stores import sqlite_ledger
 
     return sqlite_ledger.summarise(config.store.sqlite_path, by, since_ts)
-
-
-def slo_store_for(config: Config) -> SloStore:
-    """SLO counters, alert state and incidents: the same database as keys and the ledger."""
-    url = config.shared_database_url
-    if url:
-        from seawall.edges.stores.postgres_slo import PostgresSloStore
-
-        s = config.store
-        return PostgresSloStore(url, schema=s.database_schema, timeout_s=s.database_timeout_s)
-    from seawall.edges.stores.sqlite_slo import SqliteSloStore
-
-    return SqliteSloStore(config.store.sqlite_path)
