@@ -8,9 +8,11 @@ only when something changed. Reads run in a worker thread so the event loop neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from seawall.auth.keys import KeyRecord
@@ -57,6 +59,20 @@ class SqliteConnections:
             conn.execute("PRAGMA busy_timeout=5000")
             self._local.conn = conn
         return conn
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on this thread's connection: ``BEGIN IMMEDIATE`` (the write lock at
+        once, so readers never see half of it), ``COMMIT`` at the end, ``ROLLBACK`` on any error."""
+        conn = self()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
 
 class SqliteKeyStore:

@@ -48,14 +48,8 @@ class SqliteLedgerSink:
                 conn.execute(f"ALTER TABLE usage ADD COLUMN {name} {sql_type}")
 
     def write_sync(self, records: list[LedgerRecord]) -> None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._conn.write() as conn:
             conn.executemany(_INSERT, [_row(r) for r in records])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     async def write(self, records: list[LedgerRecord]) -> None:
         await asyncio.to_thread(self.write_sync, records)

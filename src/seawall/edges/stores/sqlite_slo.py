@@ -76,14 +76,8 @@ class SqliteSloStore:
 
     # -- counters --------------------------------------------------------------------------
     def add_sync(self, rows: list[CountRow]) -> None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._conn.write() as conn:
             conn.executemany(_ADD, [_fields(r) for r in rows])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def windows_sync(self, now_s: float, windows_s: list[int], resolution_s: int) -> list[WindowRow]:
         if not windows_s:
@@ -126,41 +120,25 @@ class SqliteSloStore:
 
     # -- incidents -------------------------------------------------------------------------
     def open_incident_sync(self, incident: Incident, first: IncidentUpdate) -> bool:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._conn.write() as conn:
             try:
                 conn.execute(f"INSERT INTO incidents ({_INCIDENT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (incident.id, incident.name, incident.status, incident.impact,
                               json.dumps(incident.components), incident.alert_key, incident.created_at,
                               incident.updated_at, incident.resolved_at))
-            except sqlite3.IntegrityError:  # an unresolved incident for this alert exists
-                conn.execute("ROLLBACK")
+            except sqlite3.IntegrityError:  # an unresolved incident for this alert exists: nothing written
                 return False
             _insert_update(conn, first)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return True
 
     def add_update_sync(self, update: IncidentUpdate) -> Incident | None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._conn.write() as conn:
             resolved = update.created_at if update.status == "resolved" else None
             cur = conn.execute("UPDATE incidents SET status = ?, updated_at = ?, resolved_at = COALESCE(resolved_at, ?)"
                                " WHERE id = ?", (update.status, update.created_at, resolved, update.incident_id))
-            if cur.rowcount == 0:
-                conn.execute("ROLLBACK")
+            if cur.rowcount == 0:  # no such incident: nothing written
                 return None
             _insert_update(conn, update)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return self._load(f"SELECT {_INCIDENT_COLS} FROM incidents WHERE id = ?", (update.incident_id,))[0]
 
     def incident_for_alert_sync(self, alert_key: str) -> Incident | None:
