@@ -128,8 +128,10 @@ class Router:
         return plan
 
     def start_round(self, group: ModelGroup, plan: SendPlan[DeploymentHandle], now_s: float) -> bool:
-        """Count the request and lay out a round; False if no deployment is left."""
-        self.budget.on_request(now_s)
+        """Lay out a round; the first round also counts the request for the retry budget (a
+        requeue's round is the same client request, already counted). False if no deployment is left."""
+        if plan.sent == 0 and plan.requeues == 0:
+            self.budget.on_request(now_s)
         order = self.plan(group, now_s)
         plan.begin_round(order)
         return bool(order)
